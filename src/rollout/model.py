@@ -54,7 +54,7 @@ class StepStatus(StrEnum):
 
 
 class CheckStatus(StrEnum):
-    PASS = "pass"
+    PASS = "pass"  # noqa: S105 (a verdict, not a password)
     WARN = "warn"
     FAIL = "fail"
     SKIP = "skip"
@@ -116,8 +116,9 @@ class HostState:
     """What a host says about its releases: the version files and what actually runs."""
 
     host: str
-    current: str | None
+    current: str | None  # from the version file the runbook reads
     previous: str | None
-    running: bool
+    running: bool | None  # None when the runtime cannot tell (a service manager starts it)
+    link: str | None = None  # the release `current` actually points at
     healthy: bool | None = None
     releases: tuple[str, ...] = field(default_factory=tuple)

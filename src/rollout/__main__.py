@@ -1,0 +1,3 @@
+from rollout.cli.main import run
+
+run()

@@ -1,0 +1,1 @@
+"""Checks: each measures one thing and returns a ``CheckResult`` (model.py)."""

@@ -1,0 +1,152 @@
+"""``rollout status`` and ``rollout history``: what runs where, and what happened."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any
+
+import typer
+
+from rollout.cli.common import DEFAULT_CONFIG, ConfigOption, JsonOption, console, load, print_json
+
+
+def register(app: typer.Typer) -> None:
+    app.command("status")(status_command)
+    app.command("history")(history_command)
+
+
+def _yes_no(value: bool | None) -> str:
+    return {True: "[green]yes[/]", False: "[red]no[/]", None: "[dim]?[/]"}[value]
+
+
+def status_command(
+    env: Annotated[str, typer.Argument(help="Environment from rollout.yml.")],
+    config: ConfigOption = DEFAULT_CONFIG,
+    as_json: JsonOption = False,
+) -> None:
+    """Per host: current and previous release, running, healthy; the lock; the last deployment.
+
+    Example: rollout status production
+    """
+    from rich.table import Table
+
+    from rollout.engine.operations import status
+
+    runbook = load(config)
+    st = asyncio.run(status(runbook, env))
+    if as_json:
+        print_json(
+            {
+                "env": st.env,
+                "drift": st.drift,
+                "hosts": [
+                    {
+                        "host": h.host,
+                        "current": h.current,
+                        "previous": h.previous,
+                        "running": h.running,
+                        "healthy": h.healthy,
+                        "releases": list(h.releases),
+                    }
+                    for h in st.hosts
+                ],
+                "lock": None
+                if st.lock is None
+                else {
+                    "holder": st.lock.holder,
+                    "pid": st.lock.pid,
+                    "since": st.lock.acquired_at,
+                    "tag": st.lock.tag,
+                },
+                "last": None
+                if st.last is None
+                else {"id": st.last.id, "tag": st.last.tag, "status": st.last.status},
+            }
+        )
+        return
+    out = console()
+    table = Table(title=f"{runbook.app} / {env}", title_justify="left")
+    for column in ("host", "current", "previous", "running", "healthy", "releases"):
+        table.add_column(column)
+    for h in st.hosts:
+        table.add_row(
+            h.host,
+            h.current or "-",
+            h.previous or "-",
+            _yes_no(h.running),
+            _yes_no(h.healthy),
+            str(len(h.releases)),
+        )
+    out.print(table)
+    if st.drift:
+        out.print("[yellow]drift: hosts run different releases[/]")
+    lock = (
+        "free"
+        if st.lock is None
+        else f"held by {st.lock.holder} (pid {st.lock.pid}) since {st.lock.acquired_at:%Y-%m-%d %H:%M:%S} UTC"
+    )
+    out.print(f"lock: {lock}", highlight=False)
+    if st.last is not None:
+        out.print(
+            f"last deployment: #{st.last.id} {st.last.kind} {st.last.tag} {st.last.status}",
+            highlight=False,
+        )
+
+
+def history_json(records: list[Any]) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": r.id,
+            "env": r.env,
+            "kind": r.kind,
+            "tag": r.tag,
+            "previous_tag": r.previous_tag,
+            "status": r.status,
+            "actor": r.actor,
+            "started_at": r.started_at,
+            "finished_at": r.finished_at,
+            "seconds": None if r.duration is None else round(r.duration.total_seconds(), 3),
+            "reason": r.reason,
+            "failed_host": r.failed_host,
+            "failed_step": r.failed_step,
+        }
+        for r in records
+    ]
+
+
+def history_command(
+    env: Annotated[str | None, typer.Option("--env", help="Only this environment.")] = None,
+    limit: Annotated[int, typer.Option(help="How many, newest first.")] = 20,
+    config: ConfigOption = DEFAULT_CONFIG,
+    as_json: JsonOption = False,
+) -> None:
+    """Deployments and rollbacks, newest first, with outcome and duration.
+
+    Example: rollout history --env production --json
+    """
+    from rich.table import Table
+
+    from rollout.cli.console import human_seconds
+    from rollout.engine.operations import history
+
+    records = history(load(config), env=env, limit=limit)
+    if as_json:
+        print_json(history_json(records))
+        return
+    table = Table(title="deployments", title_justify="left")
+    for column in ("#", "env", "kind", "tag", "from", "result", "took", "started (UTC)", "reason"):
+        table.add_column(column)
+    for r in records:
+        took = "-" if r.duration is None else human_seconds(r.duration.total_seconds())
+        table.add_row(
+            str(r.id),
+            r.env,
+            r.kind,
+            r.tag,
+            r.previous_tag or "-",
+            r.status,
+            took,
+            f"{r.started_at:%Y-%m-%d %H:%M:%S}",
+            (r.reason or "")[:60],
+        )
+    console().print(table)

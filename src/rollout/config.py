@@ -1,0 +1,869 @@
+"""The runbook file, rollout.yml: its models and the loader that reads it.
+
+``load_runbook`` turns the file into a frozen ``Runbook`` or raises one ``ConfigError`` naming
+every problem as ``file:line: field.path: message``. To know those lines, the YAML is composed
+into nodes (which keep their position) and turned into plain data by hand, instead of being
+loaded straight into Python objects. ``${VAR}`` references are resolved from the environment on
+the way, and every resolved value is registered with the runbook's ``Redactor``, because those
+values are the secrets that must never be printed.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from fractions import Fraction
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Literal, Self
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import ErrorDetails, PydanticCustomError
+
+from rollout.errors import BadInput, ConfigError, ConfigIssue
+from rollout.redact import Redactor
+
+DEFAULT_TAG_PATTERN = r"^v\d{4}\.\d{2}\.\d{2}-[0-9a-f]{7,40}$"
+
+# --- Value types -------------------------------------------------------------------------------
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+_HOST_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def _shown(value: object) -> str:
+    """A bad value as quoted in a message: short, since it may be a whole mapping."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _number(value: object) -> float | None:
+    """A finite number from YAML, or from a string such as a resolved ``${VAR}``."""
+    # bool is an int in Python, but `true` is never meant as a number of seconds or percent.
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _duration_seconds(value: object) -> float | None:
+    number = _number(value)
+    if number is not None or not isinstance(value, str):
+        return number
+    match = _DURATION.fullmatch(value.strip())
+    return None if match is None else float(match[1]) * _UNIT_SECONDS[match[2]]
+
+
+def parse_duration(value: object) -> timedelta:
+    """``"100ms"``, ``"10s"``, ``"30m"``, ``"2h"``, ``"1d"``, ``"1w"`` or a number of seconds."""
+    if isinstance(value, timedelta):
+        return value
+    seconds = _duration_seconds(value)
+    if seconds is None or seconds < 0 or seconds > 10 * 365 * 86400:
+        raise PydanticCustomError(
+            "duration", "expected a duration like 30s, 5m, 2h (got {got})", {"got": _shown(value)}
+        )
+    return timedelta(seconds=seconds)
+
+
+def parse_percent(value: object) -> float:
+    """``"70%"``, ``"99.9%"`` or ``70``: a percentage from 0 to 100."""
+    text = value.strip().removesuffix("%") if isinstance(value, str) else value
+    number = _number(text)
+    if number is None or not 0 <= number <= 100:
+        raise PydanticCustomError(
+            "percent",
+            "expected a percentage from 0 to 100 like 70% (got {got})",
+            {"got": _shown(value)},
+        )
+    return number
+
+
+def _parse_batch(value: object) -> int | str:
+    """A number of hosts (``2``), or a share of them kept as a normalised string (``"25%"``)."""
+    if isinstance(value, str) and value.strip().endswith("%"):
+        share = _number(value.strip()[:-1])
+        if share is not None and 0 < share <= 100:
+            return f"{share:g}%"
+    else:
+        number = _number(value)
+        if number is not None and number >= 1 and number == int(number):
+            return int(number)
+    raise PydanticCustomError(
+        "batch",
+        "expected a number of hosts (1 or more) or a percentage like 25% (got {got})",
+        {"got": _shown(value)},
+    )
+
+
+def _check_slug(value: str) -> str:
+    if _SLUG.fullmatch(value) is None:
+        raise PydanticCustomError(
+            "slug",
+            "expected a short name of lowercase letters, digits, '-' and '_' (got {got})",
+            {"got": _shown(value)},
+        )
+    return value
+
+
+def _check_host_name(value: str) -> str:
+    if _HOST_NAME.fullmatch(value) is None:
+        raise PydanticCustomError(
+            "host_name",
+            "expected a name of letters, digits, '.', '_' and '-' (got {got})",
+            {"got": _shown(value)},
+        )
+    return value
+
+
+def _check_duration_key(value: str) -> str:
+    parse_duration(value)
+    return value
+
+
+Duration = Annotated[timedelta, PlainValidator(parse_duration)]
+Percent = Annotated[float, PlainValidator(parse_percent)]
+Batch = Annotated[int | str, PlainValidator(_parse_batch)]
+Slug = Annotated[str, AfterValidator(_check_slug)]
+HostName = Annotated[str, AfterValidator(_check_host_name)]
+DurationKey = Annotated[str, AfterValidator(_check_duration_key)]
+
+
+class _Section(BaseModel):
+    # Unknown keys are typos until proven otherwise; a loaded runbook never changes.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- release and runtime -----------------------------------------------------------------------
+
+
+class ReleaseSettings(_Section):
+    tag_pattern: str = DEFAULT_TAG_PATTERN
+    keep: int = Field(default=5, ge=1)
+    artifact: str | None = None
+
+    @field_validator("tag_pattern")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a valid regular expression: {exc}") from exc
+        return value
+
+    @field_validator("artifact")
+    @classmethod
+    def _names_the_tag(cls, value: str | None) -> str | None:
+        if value is not None and "{tag}" not in value:
+            raise ValueError("must contain {tag}, e.g. dist/app-{tag}.tar.gz")
+        return value
+
+
+class Launcher(_Section):
+    """rollout's own process launcher, for hosts without a service manager."""
+
+    # Numbers in commands and env (ports) are meant as text.
+    model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
+
+    command: list[str] = Field(min_length=1)
+    env: dict[str, str] = Field(default_factory=dict)
+    stop_timeout: Duration = timedelta(seconds=10)
+
+
+class ReleaseDirRuntime(_Section):
+    """Releases unpacked side by side on each host, switched by a symlink."""
+
+    kind: Literal["release-dir"] = "release-dir"
+    path: str = "app"
+    start: str | list[str] | None = None
+    stop: str | list[str] | None = None
+    launcher: Launcher | None = None
+    health_url: str | None = None
+    health_timeout: Duration = timedelta(seconds=30)
+
+    @model_validator(mode="after")
+    def _one_way_to_start(self) -> Self:
+        if self.start is None and self.launcher is None:
+            raise ValueError("give `start` (a service manager command) or `launcher`")
+        if self.start is not None and self.launcher is not None:
+            raise ValueError("give `start` or `launcher`, not both")
+        return self
+
+
+class ComposeRuntime(_Section):
+    """The app run by docker compose (or a compatible tool), one image tag per release."""
+
+    kind: Literal["compose"] = "compose"
+    command: str = "docker compose"
+    compose_file: str = "docker-compose.yml"
+    env_file: str = ".env"
+    project_dir: str = "."
+    service: str = "web"
+    pull: bool = True
+    health_url: str | None = None
+    health_timeout: Duration = timedelta(seconds=60)
+
+
+Runtime = Annotated[ReleaseDirRuntime | ComposeRuntime, Field(discriminator="kind")]
+RUNTIME_KINDS = ("release-dir", "compose")
+
+
+# --- environments ------------------------------------------------------------------------------
+
+
+class HostConfig(_Section):
+    # `vars` hold ports and paths, which YAML reads as numbers; templates want text.
+    model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
+
+    name: HostName
+    address: str
+    kind: Literal["local", "ssh"] = "ssh"
+    user: str | None = None
+    port: int = Field(default=22, ge=1, le=65535)
+    root: str | None = None
+    roles: list[str] = Field(default_factory=list)
+    vars: dict[str, str] = Field(default_factory=dict)
+    url: str | None = None
+
+    @model_validator(mode="after")
+    def _local_has_root(self) -> Self:
+        if self.kind == "local" and not self.root:
+            raise ValueError("a local host needs `root`, the folder standing for its filesystem")
+        return self
+
+
+class DatabaseConfig(_Section):
+    url: str
+    via: str | None = None
+    backups: str | None = None
+    verify_level: int = Field(default=3, ge=1, le=3)
+    sanity_queries: list[str] = Field(default_factory=list)
+
+
+class Environment(_Section):
+    url: str | None = None
+    hosts: list[HostConfig] = Field(min_length=1)
+    batch: Batch = 1
+    database: DatabaseConfig | None = None
+
+    @field_validator("hosts")
+    @classmethod
+    def _unique_names(cls, hosts: list[HostConfig]) -> list[HostConfig]:
+        names = [h.name for h in hosts]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"host names must be unique: {', '.join(repeated)} repeated")
+        return hosts
+
+    @field_validator("database")
+    @classmethod
+    def _via_known_host(
+        cls, database: DatabaseConfig | None, info: ValidationInfo
+    ) -> DatabaseConfig | None:
+        # Hosts come first in the model, so they are in info.data unless they were invalid.
+        names = [h.name for h in info.data.get("hosts", [])]
+        via = None if database is None else database.via
+        if via is not None and names and via not in names:
+            raise ValueError(f"via: no host named {via!r} (hosts: {', '.join(names)})")
+        return database
+
+    def batch_size(self, n_hosts: int) -> int:
+        """How many of ``n_hosts`` to switch at a time: a share rounds up; at least 1."""
+        if isinstance(self.batch, int):
+            size = self.batch
+        else:
+            # Fractions, since float rounding would turn 10% of 30 hosts into 4.
+            size = math.ceil(Fraction(self.batch[:-1]) * n_hosts / 100)
+        return max(1, min(size, n_hosts))
+
+
+# --- gates: readiness, checks, verify ----------------------------------------------------------
+
+
+class Approvals(_Section):
+    count: int = Field(default=0, ge=0)
+    distinct_people: bool = True
+    roles: list[str] = Field(default_factory=list)
+
+
+class Window(_Section):
+    min: Duration | None = None
+    max: Duration | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError("min is longer than max")
+        return self
+
+
+class Readiness(_Section):
+    approvals: Approvals = Field(default_factory=Approvals)
+    require: list[str] = Field(default_factory=list)
+    window: Window = Field(default_factory=Window)
+
+
+class Checks(_Section):
+    certificate_min_days: int = 30
+    cpu_max: Percent = 70.0
+    memory_max: Percent = 80.0
+    disk_max: Percent = 80.0
+    disk_mounts: list[str] = Field(default_factory=lambda: ["/"])
+    backup_max_age: Duration = timedelta(hours=26)
+    monitoring_url: str | None = None
+
+
+class Endpoint(_Section):
+    path: str
+    method: str = "GET"
+    conditions: list[str] = Field(default_factory=lambda: ["[STATUS] < 400"])
+    timeout: Duration = timedelta(seconds=10)
+
+    @field_validator("path")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError("must start with /")
+        return value
+
+    @field_validator("method")
+    @classmethod
+    def _upper_case(cls, value: str) -> str:
+        return value.upper()
+
+
+class VersionCheck(_Section):
+    path: str = "/api/version"
+    field: str = "version"
+
+
+class LoadCheck(_Section):
+    requests: int = Field(default=200, ge=1)
+    concurrency: int = Field(default=10, ge=1)
+    thresholds: list[str] = Field(default_factory=list)
+
+
+class HeadersCheck(_Section):
+    required: list[str] = Field(default_factory=list)
+    min_grade: str | None = None
+
+
+class TlsCheck(_Section):
+    min_grade: str = "A"
+
+
+class Verify(_Section):
+    endpoints: list[Endpoint] = Field(default_factory=list)
+    version: VersionCheck | None = None
+    load: LoadCheck | None = None
+    headers: HeadersCheck | None = None
+    tls: TlsCheck | None = None
+
+
+# --- after the switch: monitor, incidents, notify, people --------------------------------------
+
+
+class Metric(_Section):
+    # Thresholds stay raw ("2s", "1%", "80"): their unit depends on the metric, known to the judge.
+    model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
+
+    source: Literal["probe", "prometheus", "host", "logs"]
+    query: str | None = None
+    max: str | None = None
+    min: str | None = None
+    trend: str | None = None
+
+    @model_validator(mode="after")
+    def _prometheus_has_query(self) -> Self:
+        if self.source == "prometheus" and not self.query:
+            raise ValueError("a prometheus metric needs a `query`")
+        return self
+
+
+class MonitorSources(_Section):
+    prometheus: str | None = None
+
+
+class Monitor(_Section):
+    window: Duration = timedelta(minutes=30)
+    interval: Duration = timedelta(seconds=10)
+    baseline: Duration | None = None
+    metrics: dict[str, Metric] = Field(default_factory=dict)
+    sources: MonitorSources = Field(default_factory=MonitorSources)
+    failure_limit: int = Field(default=3, ge=1)
+    consecutive_error_limit: int = Field(default=4, ge=1)
+
+    @model_validator(mode="after")
+    def _prometheus_configured(self) -> Self:
+        users = [n for n, m in self.metrics.items() if m.source == "prometheus"]
+        if users and not self.sources.prometheus:
+            raise ValueError(f"sources.prometheus is needed by metrics: {', '.join(users)}")
+        return self
+
+
+class IncidentLevel(_Section):
+    when: list[str] = Field(default_factory=list)
+    respond_within: Duration
+    actions: list[str] = Field(default_factory=list)
+    persists: Duration | None = None
+
+
+class Incidents(_Section):
+    level1: IncidentLevel | None = None
+    level2: IncidentLevel | None = None
+    level3: IncidentLevel | None = None
+
+
+class StatusPage(_Section):
+    dir: str
+    components: list[str] = Field(default_factory=list)
+
+
+class Notify(_Section):
+    deployments: list[str] = Field(default_factory=list)
+    incidents: list[str] = Field(default_factory=list)
+    paging: list[str] = Field(default_factory=list)
+    status_page: StatusPage | None = None
+
+
+class OnCall(_Section):
+    name: str
+    notify: str
+
+
+class People(_Section):
+    roles: dict[str, str] = Field(default_factory=dict)
+    on_call: list[OnCall] = Field(default_factory=list)
+    escalation: list[str] = Field(default_factory=list)
+
+
+class KpiTargets(_Section):
+    deployment_frequency: str = "weekly"
+    lead_time: Duration = timedelta(hours=2)
+    recovery_time: Duration = timedelta(minutes=30)
+    change_failure_rate: Percent = 5.0
+    availability: Percent = 99.9
+    response_time_p95: Duration = timedelta(seconds=2)
+    error_rate: Percent = 1.0
+    db_query_time: Duration = timedelta(milliseconds=100)
+
+
+class Kpi(_Section):
+    targets: KpiTargets = Field(default_factory=KpiTargets)
+
+
+# --- the runbook -------------------------------------------------------------------------------
+
+
+class Runbook(_Section):
+    """One rollout.yml, validated. Built by ``load_runbook``, which also sets where it came
+    from and the redactor holding its secrets."""
+
+    app: Slug
+    store: str = ".rollout/rollout.db"
+    release: ReleaseSettings = Field(default_factory=ReleaseSettings)
+    runtime: Runtime
+    environments: dict[Slug, Environment] = Field(min_length=1)
+    readiness: Readiness = Field(default_factory=Readiness)
+    checks: Checks = Field(default_factory=Checks)
+    verify: Verify = Field(default_factory=Verify)
+    monitor: Monitor = Field(default_factory=Monitor)
+    incidents: Incidents = Field(default_factory=Incidents)
+    notify: Notify = Field(default_factory=Notify)
+    people: People = Field(default_factory=People)
+    followups: dict[DurationKey, list[str]] = Field(default_factory=dict)
+    kpi: Kpi = Field(default_factory=Kpi)
+
+    _source: Path = PrivateAttr(default_factory=lambda: Path("rollout.yml"))
+    _redactor: Redactor = PrivateAttr(default_factory=Redactor.empty)
+
+    @field_validator("store")
+    @classmethod
+    def _path_or_postgresql(cls, value: str) -> str:
+        if "://" in value and not _is_postgresql(value):
+            raise ValueError("expected a file path or a postgresql:// URL")
+        return value
+
+    @property
+    def source(self) -> Path:
+        """The file this runbook was loaded from (absolute when loaded by ``load_runbook``)."""
+        return self._source
+
+    @property
+    def redactor(self) -> Redactor:
+        return self._redactor
+
+    @property
+    def config_dir(self) -> Path:
+        """The folder of rollout.yml: relative paths in it are relative to this folder."""
+        return self._source.absolute().parent
+
+    @property
+    def store_url(self) -> str:
+        """A SQLAlchemy URL: the postgresql URL as given, or sqlite with an absolute path."""
+        if _is_postgresql(self.store):
+            return self.store
+        return f"sqlite:///{self.config_dir / Path(self.store).expanduser()}"
+
+    def environment(self, name: str) -> Environment:
+        try:
+            return self.environments[name]
+        except KeyError:
+            known = ", ".join(self.environments)
+            raise BadInput(
+                f"no environment named {name!r} in {self._source.name}",
+                hint=f"known environments: {known}",
+            ) from None
+
+
+def _is_postgresql(value: str) -> bool:
+    return value.startswith(("postgresql://", "postgresql+"))
+
+
+# --- reading YAML with lines -------------------------------------------------------------------
+
+FieldPath = tuple[str | int, ...]
+
+# `$${` is a literal `${`; `${NAME}` a reference; any other `${` is a mistake worth reporting.
+_REFERENCE = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$\{")
+
+
+@dataclass
+class _Expansion:
+    text: str
+    resolved: dict[str, str] = field(default_factory=dict)
+    missing: list[str] = field(default_factory=list)
+    malformed: bool = False
+
+
+def _expand(text: str, environ: Mapping[str, str]) -> _Expansion:
+    result = _Expansion(text)
+
+    def replace(match: re.Match[str]) -> str:
+        name = match[1]
+        if match[0] == "$${":
+            return "${"
+        if name is None:
+            result.malformed = True
+        elif name in environ:
+            result.resolved[name] = environ[name]
+            return environ[name]
+        else:
+            result.missing.append(name)
+        return ""
+
+    result.text = _REFERENCE.sub(replace, text)
+    return result
+
+
+@dataclass
+class _Document:
+    """rollout.yml as plain data, the line of every key and list item, and what was wrong."""
+
+    file: str
+    data: Any = None
+    lines: dict[FieldPath, int] = field(default_factory=dict)
+    issues: list[ConfigIssue] = field(default_factory=list)
+    missing_vars: list[str] = field(default_factory=list)
+    # Fields already reported (a failed ${VAR}, an unknown tag): pydantic's complaint about
+    # the blank left there would be noise.
+    unresolved: set[FieldPath] = field(default_factory=set)
+
+    def issue(self, path: FieldPath, line: int | None, message: str) -> None:
+        self.issues.append(ConfigIssue(self.file, line, _dotted(path), message))
+
+    def line_of(self, path: FieldPath) -> int | None:
+        """The line of a field, or of its nearest ancestor when the field is not in the file."""
+        for end in range(len(path), -1, -1):
+            if path[:end] in self.lines:
+                return self.lines[path[:end]]
+        return None
+
+
+def _line(node: yaml.Node) -> int:
+    return node.start_mark.line + 1
+
+
+class _Reader:
+    """Walks composed YAML nodes into plain data, resolving ``${VAR}`` in strings."""
+
+    def __init__(
+        self, text: str, doc: _Document, environ: Mapping[str, str], redactor: Redactor
+    ) -> None:
+        # One loader both composes the nodes and, later, builds each scalar's Python value.
+        self.loader = yaml.SafeLoader(text)
+        self.doc = doc
+        self.environ = environ
+        self.redactor = redactor
+        self.active: set[int] = set()  # node ids on the current path, to stop alias cycles
+
+    def read(self) -> bool:
+        """Fill the document; False when the YAML itself cannot be parsed."""
+        try:
+            root = self.loader.get_single_node()  # what yaml.compose does, keeping the loader
+            if root is not None:
+                self.doc.lines[()] = _line(root)
+            self.doc.data = {} if root is None else self.node(root, ())
+        except yaml.MarkedYAMLError as exc:
+            self._syntax_error(exc)
+            return False
+        except yaml.YAMLError as exc:
+            self.doc.issue((), None, f"invalid YAML: {exc}")
+            return False
+        finally:
+            self.loader.dispose()
+        return True
+
+    def _syntax_error(self, exc: yaml.MarkedYAMLError) -> None:
+        mark = exc.problem_mark or exc.context_mark
+        problem = exc.problem or exc.context or "not valid YAML"
+        self.doc.issue((), None if mark is None else mark.line + 1, f"invalid YAML: {problem}")
+
+    def node(self, node: yaml.Node, path: FieldPath) -> Any:
+        if id(node) in self.active:
+            self.doc.issue(path, _line(node), "an alias refers to a mapping or list containing it")
+            return None
+        self.active.add(id(node))
+        try:
+            if isinstance(node, yaml.MappingNode):
+                return self.mapping(node, path)
+            if isinstance(node, yaml.SequenceNode):
+                return self.sequence(node, path)
+            return self.scalar(node, path)
+        finally:
+            self.active.discard(id(node))
+
+    def mapping(self, node: yaml.MappingNode, path: FieldPath) -> dict[str, Any]:
+        result: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                self.doc.issue(path, _line(key_node), "keys must be plain names")
+                continue
+            # The key as written: `on:` or `1h:` are names here, never booleans or numbers.
+            key = str(key_node.value)
+            if key in result:
+                first = self.doc.lines[(*path, key)]
+                message = f"duplicate key (first on line {first})"
+                self.doc.issue((*path, key), _line(key_node), message)
+                continue
+            self.doc.lines[(*path, key)] = _line(key_node)
+            result[key] = self.node(value_node, (*path, key))
+        return result
+
+    def sequence(self, node: yaml.SequenceNode, path: FieldPath) -> list[Any]:
+        items = []
+        for index, item in enumerate(node.value):
+            self.doc.lines[(*path, index)] = _line(item)
+            items.append(self.node(item, (*path, index)))
+        return items
+
+    def scalar(self, node: yaml.Node, path: FieldPath) -> Any:
+        try:
+            value = self.loader.construct_object(node, deep=True)
+        except yaml.MarkedYAMLError as exc:  # an unknown tag such as `!env`
+            self.doc.issue(path, _line(node), f"cannot read this value: {exc.problem}")
+            self.doc.unresolved.add(path)
+            return None
+        return self.resolve(value, path, _line(node)) if isinstance(value, str) else value
+
+    def resolve(self, value: str, path: FieldPath, line: int) -> str:
+        expansion = _expand(value, self.environ)
+        for name, secret in expansion.resolved.items():
+            self.redactor.add(name, secret)
+        for name in expansion.missing:
+            self.doc.issue(path, line, f"environment variable {name} is not set")
+            self.doc.missing_vars.append(name)
+        if expansion.malformed:
+            self.doc.issue(path, line, "malformed ${...}: write ${NAME}, or $${ for a literal ${")
+        if expansion.missing or expansion.malformed:
+            self.doc.unresolved.add(path)
+        return expansion.text
+
+
+def _dotted(path: FieldPath) -> str:
+    """``("environments", "production", "hosts", 0)`` -> ``environments.production.hosts[0]``."""
+    text = ""
+    for part in path:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else part
+    return text
+
+
+# --- pydantic errors -> issues -----------------------------------------------------------------
+
+
+def _data_path(loc: tuple[str | int, ...], data: Any) -> FieldPath:
+    """The part of a pydantic location that exists in the data.
+
+    Pydantic puts its own steps into locations (the runtime kind of a tagged union, `str` for
+    one member of `str | list[str]`, `[key]` for a bad dict key); they are skipped here, so the
+    path names only keys and indexes that the user wrote.
+    """
+    path: list[str | int] = []
+    for part in loc:
+        in_dict = isinstance(data, dict) and isinstance(part, str) and part in data
+        in_list = isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data)
+        if in_dict or in_list:
+            data = data[part]
+            path.append(part)
+    return tuple(path)
+
+
+def _options(annotation: Any) -> list[Any]:
+    """The types an annotation may stand for, without Annotated wrappers and None."""
+    origin = typing.get_origin(annotation)
+    if origin is Annotated:
+        return _options(typing.get_args(annotation)[0])
+    if origin in (typing.Union, types.UnionType):
+        return [t for arg in typing.get_args(annotation) for t in _options(arg)]
+    return [] if annotation is type(None) else [annotation]
+
+
+def _is_model(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+
+
+def _kinds(model: type[BaseModel]) -> tuple[Any, ...]:
+    """The tag values of a member of a union tagged by ``kind`` (empty for other models)."""
+    kind = model.model_fields.get("kind")
+    return () if kind is None else typing.get_args(kind.annotation)
+
+
+def _child(annotation: Any, part: str | int) -> Any:
+    """The type found at ``part`` inside ``annotation``, following pydantic's location steps."""
+    for option in _options(annotation):
+        origin = typing.get_origin(option)
+        if _is_model(option) and part in option.model_fields:
+            return option.model_fields[part].annotation
+        if _is_model(option) and part in _kinds(option):
+            return option
+        if origin is dict:
+            return typing.get_args(option)[1]
+        if origin is list:
+            return typing.get_args(option)[0]
+    return None
+
+
+def _allowed_keys(loc: tuple[str | int, ...]) -> list[str]:
+    """The keys of the model that holds the unknown key at ``loc``."""
+    annotation: Any = Runbook
+    for part in loc[:-1]:
+        annotation = _child(annotation, part)
+    models = [o for o in _options(annotation) if _is_model(o)]
+    return list(models[0].model_fields) if models else []
+
+
+def _message(error: ErrorDetails) -> str:
+    kind, ctx = error["type"], error.get("ctx", {})
+    if kind == "missing":
+        return "field required"
+    if kind == "union_tag_not_found":
+        return f"field required (one of: {', '.join(RUNTIME_KINDS)})"
+    if kind == "extra_forbidden":
+        return f"unknown key (allowed: {', '.join(_allowed_keys(error['loc']))})"
+    if kind == "union_tag_invalid":
+        allowed = str(ctx["expected_tags"]).replace("'", "")
+        return f"unknown kind {ctx['tag']!r} (allowed: {allowed})"
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        return "expected a mapping"
+    if kind == "value_error":
+        return str(ctx["error"])
+    return error["msg"][:1].lower() + error["msg"][1:]
+
+
+def _issue(error: ErrorDetails, doc: _Document) -> tuple[FieldPath, ConfigIssue]:
+    path = _data_path(error["loc"], doc.data)
+    # A field missing from the file gets the line of the mapping that should hold it,
+    # by way of line_of's fallback to the nearest written ancestor.
+    if error["type"] == "missing":
+        path = (*path, error["loc"][-1])
+    elif error["type"] in ("union_tag_not_found", "union_tag_invalid"):
+        path = (*path, str(error.get("ctx", {}).get("discriminator", "kind")).strip("'"))
+    return path, ConfigIssue(doc.file, doc.line_of(path), _dotted(path), _message(error))
+
+
+def _validation_issues(exc: ValidationError, doc: _Document) -> list[ConfigIssue]:
+    issues: list[ConfigIssue] = []
+    for error in exc.errors(include_url=False):
+        path, issue = _issue(error, doc)
+        if path not in doc.unresolved and issue not in issues:
+            issues.append(issue)
+    return issues
+
+
+# --- the loader --------------------------------------------------------------------------------
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            [ConfigIssue(str(path), None, "", "file not found")],
+            hint="run `rollout init` to write a starter rollout.yml",
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([ConfigIssue(str(path), None, "", f"cannot read it: {exc}")]) from exc
+
+
+def _config_error(doc: _Document, redactor: Redactor) -> ConfigError:
+    issues = sorted(doc.issues, key=lambda i: (i.line is None, i.line or 0))
+    # Messages can quote values, and values can hold resolved secrets.
+    safe = [ConfigIssue(i.file, i.line, i.path, redactor.redact(i.message)) for i in issues]
+    names = list(dict.fromkeys(doc.missing_vars))
+    hint = f"export {', '.join(names)} before running rollout" if names else None
+    return ConfigError(safe, hint=hint)
+
+
+def load_runbook(path: Path, environ: Mapping[str, str] | None = None) -> Runbook:
+    """Read and validate rollout.yml; raise ``ConfigError`` listing every problem, by line."""
+    doc = _Document(str(path))
+    redactor = Redactor.empty()
+    reader = _Reader(_read_text(path), doc, os.environ if environ is None else environ, redactor)
+    if not reader.read():  # broken YAML: there is nothing to validate
+        raise _config_error(doc, redactor)
+    try:
+        runbook = Runbook.model_validate(doc.data)
+    except ValidationError as exc:
+        doc.issues.extend(_validation_issues(exc, doc))
+        # `from None`: pydantic's own error quotes input values, which may be secrets.
+        raise _config_error(doc, redactor) from None
+    if doc.issues:
+        raise _config_error(doc, redactor)
+    runbook._source = path.absolute()
+    runbook._redactor = redactor
+    return runbook
+
+
+def write_starter(path: Path, *, force: bool = False) -> None:
+    """Write the commented starter rollout.yml to ``path``, never over a file unless forced."""
+    if path.exists() and not force:
+        raise BadInput(f"{path} already exists", hint="pass --force to overwrite it")
+    text = resources.files("rollout").joinpath("starter.yml").read_text(encoding="utf-8")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")

@@ -1,0 +1,290 @@
+"""The library API the CLI and the web app call: deploy, rollback, status, history.
+
+Each operation validates everything it can before touching a host, opens the store, holds the
+environment's lock for the whole run (released on every exit path), keeps the record, and
+returns a report value. Presentation is the caller's: it passes sinks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import httpx
+
+from rollout.config import Runbook
+from rollout.engine.events import Fanout, Sink
+from rollout.engine.lock import deploy_lock, whoami
+from rollout.engine.plan import Plan, plan_deploy, plan_rollback
+from rollout.engine.record import JsonlSink, StoreSink
+from rollout.engine.runner import Runner, RunResult
+from rollout.errors import BadInput, RollbackRefused
+from rollout.hosts import Host, connect_hosts
+from rollout.model import HostState, Kind, Outcome, Phase, Release
+from rollout.runtimes import Runtime, Target, make_runtime
+from rollout.runtimes.template import render
+from rollout.store import DeploymentRecord, LockInfo, Store, open_store
+
+
+@dataclass(frozen=True)
+class Options:
+    """Who deploys and what the change is: recorded for history and the DORA figures."""
+
+    actor: str = field(default_factory=whoami)
+    roles: tuple[str, ...] = ()
+    message: str = ""
+    commit_sha: str | None = None
+    committed_at: datetime | None = None
+    merged_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Report:
+    plan: Plan
+    deployment_id: int | None = None
+    result: RunResult | None = None
+    event_log: Path | None = None
+
+    @property
+    def outcome(self) -> Outcome | None:
+        return None if self.result is None else self.result.outcome
+
+
+@dataclass(frozen=True)
+class EnvStatus:
+    env: str
+    hosts: list[HostState]
+    lock: LockInfo | None
+    last: DeploymentRecord | None
+
+    @property
+    def drift(self) -> bool:
+        return len({h.current for h in self.hosts}) > 1
+
+
+def events_dir(runbook: Runbook) -> Path:
+    return runbook.config_dir / ".rollout" / "events"
+
+
+def targets_for(runbook: Runbook, env_name: str, hosts: dict[str, Host]) -> dict[str, Target]:
+    env = runbook.environment(env_name)
+    targets = {}
+    for spec in env.hosts:
+        values = {"host": spec.name, "address": spec.address, "env": env_name, **spec.vars}
+        url = (
+            render(spec.url, values, where=f"environments.{env_name}.hosts.{spec.name}.url")
+            if spec.url
+            else None
+        )
+        targets[spec.name] = Target(
+            host=hosts[spec.name], env=env_name, vars=dict(spec.vars), url=url
+        )
+    return targets
+
+
+def _prepare(runbook: Runbook, plan: Plan) -> tuple[Runtime, dict[str, Target]]:
+    """Build hosts, runtime and targets and fill every template once, before any connection."""
+    runtime = make_runtime(runbook.runtime)
+    targets = targets_for(
+        runbook, plan.env, connect_hosts(runbook.environment(plan.env), runbook.config_dir)
+    )
+    for target in targets.values():
+        runtime.check_templates(target, plan.tag)
+    return runtime, targets
+
+
+async def _close(targets: dict[str, Target]) -> None:
+    await asyncio.gather(*(t.host.close() for t in targets.values()), return_exceptions=True)
+
+
+async def deploy(
+    runbook: Runbook,
+    env_name: str,
+    tag: str,
+    *,
+    sinks: Sequence[Sink] = (),
+    options: Options | None = None,
+    dry_run: bool = False,
+) -> Report:
+    options = options or Options()
+    plan = plan_deploy(runbook, env_name, tag)
+    runtime, targets = _prepare(runbook, plan)
+    if dry_run:
+        return Report(plan=plan)
+    with open_store(runbook.store_url, redactor=runbook.redactor) as store:
+        return await _execute(runbook, store, plan, runtime, targets, sinks, options)
+
+
+async def rollback(
+    runbook: Runbook,
+    env_name: str,
+    *,
+    to: str | None = None,
+    reason: str | None = None,
+    sinks: Sequence[Sink] = (),
+    options: Options | None = None,
+    dry_run: bool = False,
+) -> Report:
+    """Quick rollback: switch every host to ``to`` (default: their previous release)."""
+    options = options or Options()
+    env = runbook.environment(env_name)
+    if to is not None:
+        Release.parse(to, runbook.release.tag_pattern)
+    runtime = make_runtime(runbook.runtime)
+    targets = targets_for(runbook, env_name, connect_hosts(env, runbook.config_dir))
+    try:
+        target_tag = to or await _common_previous(runtime, targets)
+    finally:
+        await _close(targets)
+    plan = plan_rollback(runbook, env_name, target_tag, reason=reason)
+    runtime, targets = _prepare(runbook, plan)
+    if dry_run:
+        return Report(plan=plan)
+    with open_store(runbook.store_url, redactor=runbook.redactor) as store:
+        report = await _execute(runbook, store, plan, runtime, targets, sinks, options)
+    result = report.result
+    if result is not None and result.failed_step == f"{Phase.PREFLIGHT}/target-present":
+        raise RollbackRefused(
+            f"rollback to {target_tag} refused: {result.reason}",
+            hint="nothing was touched; pick a release present on every host with --to",
+        )
+    return report
+
+
+async def _common_previous(runtime: Runtime, targets: dict[str, Target]) -> str:
+    states = await asyncio.gather(*(runtime.state(t) for t in targets.values()))
+    previous = {s.previous for s in states}
+    if previous == {None}:
+        raise RollbackRefused(
+            "no previous release is recorded on the hosts",
+            hint="name the release to go back to with --to TAG",
+        )
+    if len(previous) > 1:
+        seen = ", ".join(f"{s.host}: {s.previous or 'none'}" for s in states)
+        raise BadInput(
+            f"hosts disagree on their previous release ({seen})", hint="choose one with --to TAG"
+        )
+    (tag,) = previous
+    assert tag is not None
+    return tag
+
+
+async def _execute(
+    runbook: Runbook,
+    store: Store,
+    plan: Plan,
+    runtime: Runtime,
+    targets: dict[str, Target],
+    sinks: Sequence[Sink],
+    options: Options,
+) -> Report:
+    with deploy_lock(store, plan.env, tag=plan.tag, message=options.message):
+        deployment_id = store.create_deployment(
+            app=runbook.app,
+            env=plan.env,
+            kind=plan.kind,
+            tag=plan.tag,
+            actor=options.actor,
+            roles=options.roles,
+            commit_sha=options.commit_sha,
+            committed_at=options.committed_at,
+            merged_at=options.merged_at,
+            reason=plan.reason,
+            rollback_of=_rolled_back(store, plan),
+        )
+        store.append_audit(
+            actor=options.actor,
+            action=f"{plan.kind.value}.started",
+            subject=f"deployment:{deployment_id}",
+            details={"env": plan.env, "tag": plan.tag, "hosts": list(plan.hosts)},
+        )
+        log = JsonlSink(events_dir(runbook), deployment_id, runbook.redactor)
+        fanout = Fanout([*sinks, StoreSink(store, deployment_id, plan.env, options.actor), log])
+        runner = Runner(
+            runbook=runbook,
+            plan=plan,
+            runtime=runtime,
+            targets=targets,
+            events=fanout,
+            deployment_id=deployment_id,
+            http=httpx.AsyncClient(),
+        )
+        if plan.kind is Kind.ROLLBACK:
+            runner.previous_after_rollback = _previous_of(store, plan.env, plan.tag)
+        try:
+            result = await runner.run()
+        finally:
+            store.set_previous_tag(deployment_id, _common(runner.before))
+            await runner.http.aclose()
+            await _close(targets)
+        result.previous_tag = _common(runner.before)
+    return Report(plan=plan, deployment_id=deployment_id, result=result, event_log=log.path)
+
+
+def _common(states: dict[str, HostState]) -> str | None:
+    currents = {s.current for s in states.values()}
+    return currents.pop() if len(currents) == 1 else None
+
+
+def _rolled_back(store: Store, plan: Plan) -> int | None:
+    if plan.kind is not Kind.ROLLBACK:
+        return None
+    last = store.deployments(env=plan.env, kind=Kind.DEPLOY, limit=1)
+    return last[0].id if last else None
+
+
+def _previous_of(store: Store, env: str, tag: str) -> str | None:
+    """What ran before ``tag`` last time it was deployed: the rollback's new 'previous'."""
+    for record in store.deployments(env=env, kind=Kind.DEPLOY):
+        if record.tag == tag and record.status == Outcome.SUCCEEDED.value:
+            return record.previous_tag
+    return None
+
+
+async def status(runbook: Runbook, env_name: str) -> EnvStatus:
+    env = runbook.environment(env_name)
+    runtime = make_runtime(runbook.runtime)
+    targets = targets_for(runbook, env_name, connect_hosts(env, runbook.config_dir))
+    try:
+        states = await asyncio.gather(*(_host_status(runtime, t) for t in targets.values()))
+    finally:
+        await _close(targets)
+    with open_store(runbook.store_url, redactor=runbook.redactor) as store:
+        last = store.deployments(env=env_name, limit=1)
+        return EnvStatus(
+            env=env_name,
+            hosts=list(states),
+            lock=store.lock(env_name),
+            last=last[0] if last else None,
+        )
+
+
+async def _host_status(runtime: Runtime, target: Target) -> HostState:
+    state = await runtime.state(target)
+    url = runtime.health_url(target, state.current) if state.current else None
+    if url is None:
+        return state
+    try:
+        async with httpx.AsyncClient(timeout=5.0) as client:
+            healthy = (await client.get(url)).is_success
+    except httpx.HTTPError:
+        healthy = False
+    return HostState(
+        host=state.host,
+        current=state.current,
+        previous=state.previous,
+        running=state.running,
+        link=state.link,
+        healthy=healthy,
+        releases=state.releases,
+    )
+
+
+def history(
+    runbook: Runbook, *, env: str | None = None, limit: int | None = None
+) -> list[DeploymentRecord]:
+    with open_store(runbook.store_url, redactor=runbook.redactor) as store:
+        return store.deployments(env=env, limit=limit)

@@ -1,0 +1,213 @@
+"""Planning: a deployment or rollback as a value, built from the runbook alone.
+
+``plan_deploy`` and ``plan_rollback`` touch nothing: no host, no store, no network. The plan is
+what ``--dry-run`` prints and what the runner executes step by step, so what people review is
+what runs. Everything that can be checked without touching a host (the tag, the artifact's
+checksum, every template) is checked here, so bad input stops before the first connection.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from rollout.config import Environment, Runbook
+from rollout.errors import BadInput
+from rollout.model import Kind, Phase, Release
+from rollout.runtimes.base import Artifact
+
+PHASE_ORDER = (Phase.PREFLIGHT, Phase.DEPLOY, Phase.ROLLBACK, Phase.VERIFY, Phase.FINALIZE)
+
+
+@dataclass(frozen=True)
+class PlannedStep:
+    phase: Phase
+    name: str
+    host: str | None
+    detail: str
+    batch: int | None = None
+
+
+@dataclass(frozen=True)
+class Plan:
+    kind: Kind
+    app: str
+    env: str
+    tag: str
+    hosts: tuple[str, ...]
+    batches: tuple[tuple[str, ...], ...]
+    steps: tuple[PlannedStep, ...]
+    artifact: Artifact | None
+    on_failure: str
+    reason: str | None = None
+
+    def phases(self) -> list[Phase]:
+        present = {s.phase for s in self.steps}
+        return [p for p in PHASE_ORDER if p in present]
+
+    def steps_in(self, phase: Phase) -> list[PlannedStep]:
+        return [s for s in self.steps if s.phase is phase]
+
+    def groups(self, phase: Phase) -> Iterator[list[PlannedStep]]:
+        """The phase's steps by batch: steps of one batch run together, batches in order."""
+        steps = self.steps_in(phase)
+        for batch in sorted({s.batch for s in steps}, key=lambda b: -1 if b is None else b):
+            yield [s for s in steps if s.batch == batch]
+
+    def describe(self) -> list[str]:
+        """The plan as lines a reviewer reads (``--dry-run``)."""
+        verb = "deploy" if self.kind is Kind.DEPLOY else "roll back"
+        lines = [f"{verb} {self.app} {self.tag} to {self.env}: hosts {', '.join(self.hosts)}"]
+        lines.append("batches: " + " | ".join(", ".join(b) for b in self.batches))
+        for phase in self.phases():
+            lines.append(f"{phase}:")
+            for step in self.steps_in(phase):
+                where = f" on {step.host}" if step.host else ""
+                batch = f" [batch {step.batch + 1}]" if step.batch is not None else ""
+                lines.append(f"  - {step.name}{where}{batch}: {step.detail}")
+        lines.append(f"on failure: {self.on_failure}")
+        return lines
+
+
+def batches(hosts: Sequence[str], size: int) -> tuple[tuple[str, ...], ...]:
+    return tuple(tuple(hosts[i : i + size]) for i in range(0, len(hosts), size))
+
+
+def resolve_artifact(runbook: Runbook, tag: str) -> Artifact | None:
+    """Find the release's artifact and its checksum; a missing or corrupt file is bad input."""
+    template = runbook.release.artifact
+    if template is None:
+        return None
+    path = Path(template.format(tag=tag))
+    path = path if path.is_absolute() else runbook.config_dir / path
+    if not path.is_file():
+        raise BadInput(
+            f"release artifact for {tag} not found: {path}",
+            hint="build it first, or fix release.artifact in rollout.yml",
+        )
+    digest = _sha256(path)
+    sidecar = path.with_name(path.name + ".sha256")
+    if sidecar.is_file():
+        expected = sidecar.read_text().split()[0] if sidecar.read_text().split() else ""
+        if expected != digest:
+            raise BadInput(
+                f"artifact {path.name} does not match its checksum file {sidecar.name}",
+                hint="the artifact is corrupt or was rebuilt; rebuild it and its .sha256 together",
+            )
+    return Artifact(path=path, sha256=digest)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def plan_deploy(runbook: Runbook, env_name: str, tag: str) -> Plan:
+    env = runbook.environment(env_name)
+    release = Release.parse(tag, runbook.release.tag_pattern)
+    artifact = resolve_artifact(runbook, release.tag)
+    names = tuple(h.name for h in env.hosts)
+    groups = batches(names, env.batch_size(len(names)))
+    steps: list[PlannedStep] = [
+        PlannedStep(Phase.PREFLIGHT, "artifact", None, _artifact_detail(artifact)),
+        *_preflight_host_steps(runbook, env),
+    ]
+    steps += [
+        PlannedStep(
+            Phase.DEPLOY, "install", h, f"unpack {tag} into releases/{tag} (checksum verified)"
+        )
+        for h in names
+    ]
+    for i, group in enumerate(groups):
+        for h in group:
+            steps.append(
+                PlannedStep(Phase.DEPLOY, "activate", h, f"stop, switch current -> {tag}, start", i)
+            )
+            steps.append(PlannedStep(Phase.DEPLOY, "health", h, "wait for the health URL", i))
+    steps += _verify_steps(runbook, env, tag)
+    steps += [
+        PlannedStep(Phase.FINALIZE, "prune", h, f"keep the last {runbook.release.keep} releases")
+        for h in names
+    ]
+    return Plan(
+        kind=Kind.DEPLOY,
+        app=runbook.app,
+        env=env_name,
+        tag=release.tag,
+        hosts=names,
+        batches=groups,
+        steps=tuple(steps),
+        artifact=artifact,
+        on_failure="preflight or install: stop, nothing switched; "
+        "activate, health or verify: switch every touched host back to its previous release",
+    )
+
+
+def plan_rollback(runbook: Runbook, env_name: str, target: str, *, reason: str | None) -> Plan:
+    env = runbook.environment(env_name)
+    release = Release.parse(target, runbook.release.tag_pattern)
+    names = tuple(h.name for h in env.hosts)
+    groups = batches(names, env.batch_size(len(names)))
+    steps = [
+        PlannedStep(Phase.PREFLIGHT, "target-present", h, f"releases/{target} fully installed")
+        for h in names
+    ]
+    for i, group in enumerate(groups):
+        for h in group:
+            steps.append(
+                PlannedStep(
+                    Phase.ROLLBACK, "activate", h, f"stop, switch current -> {target}, start", i
+                )
+            )
+            steps.append(PlannedStep(Phase.ROLLBACK, "health", h, "wait for the health URL", i))
+    steps += _verify_steps(runbook, env, target)
+    return Plan(
+        kind=Kind.ROLLBACK,
+        app=runbook.app,
+        env=env_name,
+        tag=release.tag,
+        hosts=names,
+        batches=groups,
+        steps=tuple(steps),
+        artifact=None,
+        on_failure="target missing anywhere: refuse before touching a host; "
+        "a host failing: stop and report it",
+        reason=reason,
+    )
+
+
+def _artifact_detail(artifact: Artifact | None) -> str:
+    if artifact is None:
+        return "no artifact configured (the runtime fetches the release)"
+    return f"{artifact.path.name} sha256 {artifact.sha256[:12]}"
+
+
+def _preflight_host_steps(runbook: Runbook, env: Environment) -> list[PlannedStep]:
+    limit = f"< {runbook.checks.disk_max:g} %"
+    mounts = ", ".join(runbook.checks.disk_mounts)
+    steps = []
+    for h in env.hosts:
+        steps.append(PlannedStep(Phase.PREFLIGHT, "disk", h.name, f"disk use of {mounts} {limit}"))
+        steps.append(
+            PlannedStep(Phase.PREFLIGHT, "production-health", h.name, "running release healthy")
+        )
+    return steps
+
+
+def _verify_steps(runbook: Runbook, env: Environment, tag: str) -> list[PlannedStep]:
+    steps = []
+    for h in env.hosts:
+        for endpoint in runbook.verify.endpoints:
+            conditions = " and ".join(endpoint.conditions)
+            steps.append(PlannedStep(Phase.VERIFY, f"endpoint {endpoint.path}", h.name, conditions))
+        if runbook.verify.version is not None:
+            v = runbook.verify.version
+            steps.append(
+                PlannedStep(Phase.VERIFY, "version", h.name, f"{v.path} .{v.field} == {tag}")
+            )
+    return steps

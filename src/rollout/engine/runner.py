@@ -1,0 +1,399 @@
+"""The runner: executes a ``Plan`` step by step, emits events, and puts hosts back on failure.
+
+Safety rules it enforces (DESIGN.md, "Safety first in ordering"):
+- nothing on a host changes until every pre-flight step has passed;
+- every host is fully installed before the first one is switched;
+- batches are switched one after another, each checked healthy before the next;
+- on a failure after a switch, every host this run touched goes back to what it ran before;
+- a check phase runs all its checks before failing, so people see every problem at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+import httpx
+
+from rollout.checks import http as http_checks
+from rollout.checks.resources import check_disk
+from rollout.config import Runbook
+from rollout.engine.events import (
+    CheckRecorded,
+    Fanout,
+    Note,
+    PhaseFinished,
+    PhaseStarted,
+    RunFinished,
+    RunStarted,
+    StepFinished,
+    StepRef,
+    StepStarted,
+)
+from rollout.engine.plan import Plan, PlannedStep
+from rollout.model import CheckResult, CheckStatus, HostState, Kind, Outcome, Phase, StepStatus
+from rollout.runtimes.base import Runtime, Target
+
+# Hosts worked on at once within a batch; an SSH fleet later makes this a setting.
+MAX_PARALLEL_HOSTS = 16
+
+
+class StepFailed(Exception):
+    """A step failed; carries which one and why, for the record and for the rollback."""
+
+    def __init__(self, step: PlannedStep, reason: str) -> None:
+        super().__init__(reason)
+        self.step = step
+        self.reason = reason
+
+
+@dataclass
+class RunResult:
+    outcome: Outcome
+    seconds: float
+    reason: str | None = None
+    failed_host: str | None = None
+    failed_step: str | None = None
+    previous_tag: str | None = None
+    checks: list[CheckResult] = field(default_factory=list)
+    phase_seconds: list[tuple[Phase, float]] = field(default_factory=list)
+
+
+@dataclass
+class Runner:
+    runbook: Runbook
+    plan: Plan
+    runtime: Runtime
+    targets: dict[str, Target]
+    events: Fanout
+    deployment_id: int
+    http: httpx.AsyncClient
+    # What each host ran before this run, read in pre-flight; the rollback's destination.
+    before: dict[str, HostState] = field(default_factory=dict)
+    touched: list[str] = field(default_factory=list)
+    result: RunResult = field(default_factory=lambda: RunResult(Outcome.RUNNING, 0.0))
+    # A rollback run writes this as each host's previous version (None: remove the file).
+    previous_after_rollback: str | None = None
+    _started: float = 0.0
+
+    async def run(self) -> RunResult:
+        self._started = time.monotonic()
+        self.events.emit(
+            RunStarted(
+                deployment_id=self.deployment_id,
+                env=self.plan.env,
+                tag=self.plan.tag,
+                kind=self.plan.kind.value,
+                hosts=self.plan.hosts,
+                deploy_steps=len(
+                    self.plan.steps_in(Phase.DEPLOY) or self.plan.steps_in(Phase.ROLLBACK)
+                ),
+            )
+        )
+        try:
+            for phase in self.plan.phases():
+                await self._phase(phase)
+            self.result.outcome = Outcome.SUCCEEDED
+        except StepFailed as failure:
+            await self._on_failure(failure)
+        except asyncio.CancelledError:
+            self.result.reason = "interrupted by the operator"
+            self.result.outcome = Outcome.ABORTED
+            await self._put_back(Outcome.ABORTED)
+            raise
+        finally:
+            self._finish()
+        return self.result
+
+    # --- phases and steps ----------------------------------------------------------------
+
+    async def _phase(self, phase: Phase) -> None:
+        self.events.emit(PhaseStarted(phase=phase))
+        started = time.monotonic()
+        status = StepStatus.FAILED
+        try:
+            if phase in (Phase.PREFLIGHT, Phase.VERIFY):
+                await self._check_phase(phase)
+            elif phase is Phase.FINALIZE:
+                await self._finalize()
+            else:
+                for group in self.plan.groups(phase):
+                    await self._group(group)
+            status = StepStatus.SUCCEEDED
+        finally:
+            seconds = time.monotonic() - started
+            self.result.phase_seconds.append((phase, seconds))
+            self.events.emit(PhaseFinished(phase=phase, status=status, seconds=seconds))
+
+    async def _group(self, steps: Sequence[PlannedStep]) -> None:
+        """Run a batch: hosts in parallel, each host's steps in order; wait for all, then fail."""
+        by_host: dict[str | None, list[PlannedStep]] = {}
+        for step in steps:
+            by_host.setdefault(step.host, []).append(step)
+        limit = asyncio.Semaphore(MAX_PARALLEL_HOSTS)
+
+        async def chain(host_steps: list[PlannedStep]) -> None:
+            async with limit:
+                for step in host_steps:
+                    await self._step(step, self._action(step))
+
+        # Let every host of the batch finish: abandoning a host mid-switch is worse than waiting.
+        outcomes = await asyncio.gather(
+            *(chain(s) for s in by_host.values()), return_exceptions=True
+        )
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+
+    async def _check_phase(self, phase: Phase) -> None:
+        failures: list[StepFailed] = []
+        for group in self.plan.groups(phase):
+            try:
+                await self._group(group)
+            except StepFailed as failure:
+                failures.append(failure)
+        # Every group ran, so every failing check is on the record; now stop on the first.
+        if failures:
+            raise failures[0]
+
+    async def _step(self, step: PlannedStep, action: Callable[[], Awaitable[str]]) -> None:
+        ref = StepRef(step.phase, step.name, step.host)
+        self.events.emit(StepStarted(step=ref))
+        started = time.monotonic()
+        try:
+            output = await action()
+        except StepFailed as failure:
+            self._step_done(ref, StepStatus.FAILED, started, failure.reason)
+            raise
+        except asyncio.CancelledError:
+            self._step_done(ref, StepStatus.FAILED, started, "interrupted")
+            raise
+        except Exception as exc:  # any error from a host or the network fails this step
+            reason = str(exc) or type(exc).__name__
+            self._step_done(ref, StepStatus.FAILED, started, reason)
+            raise StepFailed(step, reason) from exc
+        self._step_done(ref, StepStatus.SUCCEEDED, started, output)
+
+    def _step_done(self, ref: StepRef, status: StepStatus, started: float, output: str) -> None:
+        seconds = time.monotonic() - started
+        self.events.emit(StepFinished(step=ref, status=status, seconds=seconds, output=output))
+
+    # --- actions ---------------------------------------------------------------------------
+
+    def _action(self, step: PlannedStep) -> Callable[[], Awaitable[str]]:
+        target = self.targets[step.host] if step.host else None
+        match step.name, target:
+            case "artifact", _:
+                return lambda: self._checks(step, [self._artifact_check()])
+            case "disk", Target():
+                return lambda: self._disk(step, target)
+            case "production-health", Target():
+                return lambda: self._production_health(step, target)
+            case "target-present", Target():
+                return lambda: self._target_present(step, target)
+            case "install", Target():
+                return lambda: self._install(target)
+            case "activate", Target():
+                return lambda: self._activate(target)
+            case "health", Target():
+                return lambda: self.runtime.wait_healthy(target, self.plan.tag)
+            case "version", Target():
+                return lambda: self._version(step, target)
+            case name, Target() if name.startswith("endpoint "):
+                return lambda: self._endpoint(step, target)
+        raise AssertionError(f"no action for planned step {step}")
+
+    async def _checks(self, step: PlannedStep, results: Sequence[CheckResult]) -> str:
+        for result in results:
+            self.result.checks.append(result)
+            self.events.emit(CheckRecorded(phase=step.phase, result=result))
+        failed = [r for r in results if r.failed]
+        if failed:
+            raise StepFailed(
+                step,
+                "; ".join(
+                    f"{r.id}: {r.value} (want {r.threshold}) {r.remedy}".strip() for r in failed
+                ),
+            )
+        return "; ".join(f"{r.id}: {r.status} {r.value or r.evidence}" for r in results)
+
+    def _artifact_check(self) -> CheckResult:
+        artifact = self.plan.artifact
+        if artifact is None:
+            return CheckResult(
+                "artifact", CheckStatus.SKIP, "", "", "no release.artifact configured"
+            )
+        return CheckResult(
+            "artifact",
+            CheckStatus.PASS,
+            artifact.path.name,
+            "present, checksum matches",
+            f"sha256 {artifact.sha256}",
+        )
+
+    async def _disk(self, step: PlannedStep, target: Target) -> str:
+        limit = self.runbook.checks.disk_max
+        results = [
+            await check_disk(target.host, target.path(m), limit)
+            for m in self.runbook.checks.disk_mounts
+        ]
+        return await self._checks(step, results)
+
+    async def _production_health(self, step: PlannedStep, target: Target) -> str:
+        state = await self.runtime.state(target)
+        self.before[target.name] = state
+        url = self.runtime.health_url(target, state.current) if state.current else None
+        result = await http_checks.check_health(self.http, url, target.name, state.current)
+        return await self._checks(step, [result])
+
+    async def _target_present(self, step: PlannedStep, target: Target) -> str:
+        self.before[target.name] = await self.runtime.state(target)
+        present = await self.runtime.installed(target, self.plan.tag)
+        result = CheckResult(
+            "target-present",
+            CheckStatus.PASS if present else CheckStatus.FAIL,
+            "installed" if present else "absent",
+            f"releases/{self.plan.tag} fully installed",
+            f"{target.name}: releases there: {', '.join(self.before[target.name].releases) or 'none'}",
+            ""
+            if present
+            else "choose a release present on every host (`rollout status`) or deploy it",
+            target.name,
+        )
+        return await self._checks(step, [result])
+
+    async def _install(self, target: Target) -> str:
+        await self.runtime.install(target, self.plan.tag, self.plan.artifact)
+        return f"releases/{self.plan.tag} installed"
+
+    async def _activate(self, target: Target) -> str:
+        before = self.before.get(target.name)
+        if self.plan.kind is Kind.ROLLBACK:
+            previous = self.previous_after_rollback
+        elif before is None or before.current in (None, self.plan.tag):
+            previous = before.previous if before else None
+        else:
+            previous = before.current
+        self.touched.append(target.name)  # from here on this host may need putting back
+        await self.runtime.activate(target, self.plan.tag, previous=previous)
+        return f"current -> {self.plan.tag} (previous: {previous or 'none'})"
+
+    async def _endpoint(self, step: PlannedStep, target: Target) -> str:
+        endpoint = next(
+            e for e in self.runbook.verify.endpoints if step.name == f"endpoint {e.path}"
+        )
+        base = self._base_url(target)
+        if base is None:
+            return await self._checks(step, [self._no_url(step.name, target)])
+        return await self._checks(
+            step, [await http_checks.check_endpoint(self.http, base, endpoint, target.name)]
+        )
+
+    async def _version(self, step: PlannedStep, target: Target) -> str:
+        spec = self.runbook.verify.version
+        base = self._base_url(target)
+        if spec is None or base is None:
+            return await self._checks(step, [self._no_url("version", target)])
+        result = await http_checks.check_version(self.http, base, spec, self.plan.tag, target.name)
+        return await self._checks(step, [result])
+
+    def _base_url(self, target: Target) -> str | None:
+        return target.url or self.runbook.environment(self.plan.env).url
+
+    @staticmethod
+    def _no_url(check_id: str, target: Target) -> CheckResult:
+        return CheckResult(
+            check_id,
+            CheckStatus.SKIP,
+            "",
+            "",
+            "no url for this host or environment",
+            "set hosts[].url or the environment's url",
+            target.name,
+        )
+
+    async def _finalize(self) -> None:
+        """Pruning old releases is housekeeping: a failure is reported, never fails the deploy."""
+        for step in self.plan.steps_in(Phase.FINALIZE):
+            target = self.targets[step.host] if step.host else None
+            if target is None:
+                continue
+
+            async def prune(target: Target = target) -> str:
+                removed = await self.runtime.prune(target, self.runbook.release.keep)
+                return f"removed {', '.join(removed)}" if removed else "nothing to remove"
+
+            try:
+                await self._step(step, prune)
+            except StepFailed as failure:
+                self.events.emit(
+                    Note(message=f"prune on {step.host} failed: {failure.reason}", level="warn")
+                )
+
+    # --- failure ---------------------------------------------------------------------------
+
+    async def _on_failure(self, failure: StepFailed) -> None:
+        self.result.failed_host = failure.step.host
+        self.result.failed_step = f"{failure.step.phase}/{failure.step.name}"
+        self.result.reason = failure.reason
+        if not self.touched:
+            self.result.outcome = Outcome.FAILED
+            self.events.emit(
+                Note(message="no host was switched; nothing to put back", level="warn")
+            )
+            return
+        self.result.outcome = Outcome.ROLLED_BACK
+        await self._put_back(Outcome.ROLLED_BACK)
+
+    async def _put_back(self, outcome: Outcome) -> None:
+        """Return every touched host to what it ran before this run, all of them or say which not."""
+        if not self.touched:
+            return
+        self.events.emit(Note(message=f"putting back {', '.join(self.touched)}", level="warn"))
+        self.events.emit(PhaseStarted(phase=Phase.ROLLBACK))
+        started = time.monotonic()
+        steps = [
+            PlannedStep(Phase.ROLLBACK, "restore", h, "back to the release it ran before")
+            for h in self.touched
+        ]
+        results = await asyncio.gather(
+            *(self._step(s, self._restore_action(s)) for s in steps), return_exceptions=True
+        )
+        errors = [r for r in results if isinstance(r, BaseException)]
+        seconds = time.monotonic() - started
+        self.result.phase_seconds.append((Phase.ROLLBACK, seconds))
+        status = StepStatus.FAILED if errors else StepStatus.SUCCEEDED
+        self.events.emit(PhaseFinished(phase=Phase.ROLLBACK, status=status, seconds=seconds))
+        if errors:
+            self.result.outcome = Outcome.FAILED
+            self.result.reason = f"{self.result.reason}; putting back failed: {errors[0]}"
+
+    def _restore_action(self, step: PlannedStep) -> Callable[[], Awaitable[str]]:
+        assert step.host is not None
+        target = self.targets[step.host]
+        before = self.before.get(step.host)
+
+        async def restore() -> str:
+            if before is None or before.current is None:
+                await self.runtime.deactivate(target)
+                return "no release ran before: stopped and unlinked"
+            await self.runtime.activate(target, before.current, previous=before.previous)
+            evidence = await self.runtime.wait_healthy(target, before.current)
+            return f"current -> {before.current}; {evidence}"
+
+        return restore
+
+    def _finish(self) -> None:
+        self.result.seconds = time.monotonic() - self._started
+        self.events.emit(
+            RunFinished(
+                outcome=self.result.outcome,
+                seconds=self.result.seconds,
+                reason=self.result.reason,
+                failed_host=self.result.failed_host,
+                failed_step=self.result.failed_step,
+                phase_seconds=tuple(self.result.phase_seconds),
+            )
+        )

@@ -1,0 +1,1 @@
+"""The local sandbox: the United Cars example on folders that stand in for servers."""

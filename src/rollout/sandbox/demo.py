@@ -1,0 +1,109 @@
+"""``rollout demo``: v1 and v2 through the whole runbook, then a bad v3 caught and rolled back."""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from rollout.cli.console import ConsoleSink, human_seconds, outcome_text
+from rollout.config import Runbook, load_runbook
+from rollout.engine.operations import Report, deploy, targets_for
+from rollout.hosts import connect_hosts
+from rollout.model import Outcome
+from rollout.runtimes import make_runtime
+from rollout.sandbox.build import build_artifacts, demo_releases, write_runbook
+
+# (environment, release) in the order a careful team ships: staging first, then production.
+SCRIPT = [
+    ("staging", "v1"),
+    ("production", "v1"),
+    ("staging", "v2"),
+    ("production", "v2"),
+    ("production", "v3"),
+]
+EXPECTED = {"v1": Outcome.SUCCEEDED, "v2": Outcome.SUCCEEDED, "v3": Outcome.ROLLED_BACK}
+
+
+def run_demo(directory: Path | None, *, keep_running: bool, console: Console) -> bool:
+    """Run the demo; True when every deployment ended as the story says it should."""
+    root = Path(tempfile.mkdtemp(prefix="rollout-demo-")) if directory is None else directory
+    root.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    releases = {r.name: r for r in demo_releases()}
+    console.print(f"[bold]rollout demo[/] in {root}", highlight=False)
+    config = write_runbook(root)
+    build_artifacts(root, list(releases.values()))
+    runbook = load_runbook(config)
+    results: list[tuple[str, str, Report]] = []
+    try:
+        for env, name in SCRIPT:
+            console.rule(f"{name} → {env}")
+            report = asyncio.run(
+                deploy(
+                    runbook, env, releases[name].tag, sinks=[ConsoleSink(console, runbook.redactor)]
+                )
+            )
+            results.append((env, name, report))
+    finally:
+        if not keep_running:
+            asyncio.run(stop_apps(runbook))
+    ok = all(r.outcome is EXPECTED[name] for _, name, r in results) and len(results) == len(SCRIPT)
+    _summary(console, results, root, config, time.monotonic() - started, keep_running)
+    return ok
+
+
+async def stop_apps(runbook: Runbook) -> None:
+    runtime = make_runtime(runbook.runtime)
+    for env_name, env in runbook.environments.items():
+        targets = targets_for(runbook, env_name, connect_hosts(env, runbook.config_dir))
+        stop = getattr(runtime, "stop", None)
+        if stop is not None:
+            await asyncio.gather(*(stop(t, "-") for t in targets.values()))
+
+
+def _summary(
+    console: Console,
+    results: list[tuple[str, str, Report]],
+    root: Path,
+    config: Path,
+    seconds: float,
+    keep_running: bool,
+) -> None:
+    table = Table(title="demo deployments", title_justify="left")
+    for column in ("#", "release", "tag", "environment", "result", "duration"):
+        table.add_column(column)
+    for env, name, report in results:
+        result = report.result
+        assert result is not None
+        table.add_row(
+            str(report.deployment_id),
+            name,
+            report.plan.tag,
+            env,
+            outcome_text(result.outcome),
+            human_seconds(result.seconds),
+        )
+    console.rule("summary")
+    console.print(table)
+    console.print(f"demo finished in {human_seconds(seconds)}", highlight=False)
+    console.print(
+        f"records: {root / '.rollout' / 'rollout.db'} (event logs in {root / '.rollout' / 'events'})",
+        highlight=False,
+    )
+    console.print("try next:", highlight=False)
+    for command in (
+        f"rollout history --config {config}",
+        f"rollout status production --config {config}",
+        f"rollout deploy production {results[0][2].plan.tag} --dry-run --config {config}",
+        f"rollout audit verify --config {config}",
+    ):
+        console.print(f"  {command}", highlight=False, markup=False)
+    if not keep_running:
+        console.print(
+            "(the demo apps were stopped; pass --keep-running to keep them up)", highlight=False
+        )
