@@ -1,0 +1,28 @@
+"""rollout's own records: deployments, steps, checks, approvals, locks and the audit trail.
+
+Open with ``open_store(url)``; the schema is migrated to the newest revision on open.
+"""
+
+from rollout.store.audit import AuditEntry, AuditReport
+from rollout.store.records import (
+    ApprovalRecord,
+    CheckRecord,
+    DeploymentRecord,
+    LockInfo,
+    StepRecord,
+)
+from rollout.store.repository import OUTPUT_LIMIT, Redacts, Store, open_store
+
+__all__ = [
+    "OUTPUT_LIMIT",
+    "ApprovalRecord",
+    "AuditEntry",
+    "AuditReport",
+    "CheckRecord",
+    "DeploymentRecord",
+    "LockInfo",
+    "Redacts",
+    "StepRecord",
+    "Store",
+    "open_store",
+]

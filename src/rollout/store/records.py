@@ -1,0 +1,98 @@
+"""The records the store hands back: frozen values, detached from any database connection."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from rollout.model import CheckStatus, Kind, Outcome, StepStatus
+
+
+def _span(start: datetime, end: datetime | None) -> timedelta | None:
+    return None if end is None else end - start
+
+
+@dataclass(frozen=True)
+class DeploymentRecord:
+    id: int
+    app: str
+    env: str
+    kind: Kind
+    tag: str
+    previous_tag: str | None
+    commit_sha: str | None
+    committed_at: datetime | None
+    merged_at: datetime | None
+    actor: str
+    roles: tuple[str, ...]
+    status: Outcome
+    started_at: datetime
+    finished_at: datetime | None
+    reason: str | None
+    failed_host: str | None
+    failed_step: str | None
+    rollback_of: int | None
+
+    @property
+    def duration(self) -> timedelta | None:
+        """How long it ran; None while it is still running."""
+        return _span(self.started_at, self.finished_at)
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    id: int
+    deployment_id: int
+    phase: str
+    name: str
+    host: str | None
+    status: StepStatus
+    started_at: datetime
+    finished_at: datetime | None
+    output: str
+
+    @property
+    def duration(self) -> timedelta | None:
+        return _span(self.started_at, self.finished_at)
+
+
+@dataclass(frozen=True)
+class CheckRecord:
+    id: int
+    deployment_id: int | None
+    env: str
+    phase: str
+    check_id: str
+    host: str | None
+    status: CheckStatus
+    value: str
+    threshold: str
+    evidence: str
+    remedy: str
+    recorded_at: datetime
+
+
+@dataclass(frozen=True)
+class ApprovalRecord:
+    id: int
+    env: str
+    tag: str
+    person: str
+    role: str
+    note: str
+    kind: str
+    approved_at: datetime
+
+
+@dataclass(frozen=True)
+class LockInfo:
+    """Who holds an environment's deploy lock; ``token`` proves it when releasing."""
+
+    env: str
+    holder: str
+    machine: str
+    pid: int
+    token: str
+    tag: str | None
+    message: str
+    acquired_at: datetime

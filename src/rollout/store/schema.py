@@ -1,0 +1,221 @@
+"""The tables of rollout's own records, as SQLAlchemy Core metadata.
+
+This is what the code queries. The migrations in ``migrations/versions`` create the same
+tables and are the authority on disk; a test checks that the two agree.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+from sqlalchemy.types import TypeDecorator
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """An aware UTC datetime on every backend.
+
+    PostgreSQL keeps the zone (timestamptz) but returns values in the session's zone; SQLite
+    has no zone at all and returns naive values. Both are normalised to aware UTC, and naive
+    values are refused on the way in because their zone would be a guess.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: rollout stores aware UTC times only")
+        value = value.astimezone(UTC)
+        # SQLite's text format drops the zone; store UTC wall time and re-attach UTC on read.
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+def _id() -> Column[Any]:
+    return Column("id", Integer, primary_key=True)
+
+
+def _deployment_fk(*, nullable: bool) -> Column[Any]:
+    return Column("deployment_id", Integer, ForeignKey("deployments.id"), nullable=nullable)
+
+
+metadata = MetaData()
+
+deployments = Table(
+    "deployments",
+    metadata,
+    _id(),
+    Column("app", String, nullable=False),
+    Column("env", String, nullable=False),
+    Column("kind", String, nullable=False),
+    Column("tag", String, nullable=False),
+    Column("previous_tag", String),
+    Column("commit_sha", String),
+    Column("committed_at", UTCDateTime),
+    Column("merged_at", UTCDateTime),
+    Column("actor", String, nullable=False),
+    Column("roles", JSON, nullable=False),
+    Column("status", String, nullable=False),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("finished_at", UTCDateTime),
+    Column("reason", Text),
+    Column("failed_host", String),
+    Column("failed_step", String),
+    Column("rollback_of", Integer, ForeignKey("deployments.id")),
+    Index("ix_deployments_env_started_at", "env", "started_at"),
+    Index("ix_deployments_app_env_started_at", "app", "env", "started_at"),
+)
+
+steps = Table(
+    "steps",
+    metadata,
+    _id(),
+    _deployment_fk(nullable=False),
+    Column("phase", String, nullable=False),
+    Column("name", String, nullable=False),
+    Column("host", String),
+    Column("status", String, nullable=False),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("finished_at", UTCDateTime),
+    Column("output", Text, nullable=False),
+    Index("ix_steps_deployment_id", "deployment_id"),
+)
+
+check_results = Table(
+    "check_results",
+    metadata,
+    _id(),
+    _deployment_fk(nullable=True),
+    Column("env", String, nullable=False),
+    Column("phase", String, nullable=False),
+    Column("check_id", String, nullable=False),
+    Column("host", String),
+    Column("status", String, nullable=False),
+    Column("value", Text, nullable=False),
+    Column("threshold", Text, nullable=False),
+    Column("evidence", Text, nullable=False),
+    Column("remedy", Text, nullable=False),
+    Column("recorded_at", UTCDateTime, nullable=False),
+    Index("ix_check_results_deployment_id", "deployment_id"),
+    Index("ix_check_results_env_recorded_at", "env", "recorded_at"),
+)
+
+samples = Table(
+    "samples",
+    metadata,
+    _id(),
+    _deployment_fk(nullable=True),
+    Column("env", String, nullable=False),
+    Column("metric", String, nullable=False),
+    Column("host", String),
+    Column("source", String, nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("value", Float),
+    Column("ok", Boolean),
+    Column("labels", JSON, nullable=False),
+    Index("ix_samples_env_metric_at", "env", "metric", "at"),
+    Index("ix_samples_deployment_id", "deployment_id"),
+)
+
+incidents = Table(
+    "incidents",
+    metadata,
+    _id(),
+    _deployment_fk(nullable=True),
+    Column("env", String, nullable=False),
+    Column("level", Integer, nullable=False),
+    Column("title", Text, nullable=False),
+    Column("symptoms", Text, nullable=False),
+    Column("status", String, nullable=False),
+    Column("impact_start", UTCDateTime),
+    Column("detected_at", UTCDateTime, nullable=False),
+    Column("acknowledged_at", UTCDateTime),
+    Column("acknowledged_by", String),
+    Column("mitigated_at", UTCDateTime),
+    Column("resolved_at", UTCDateTime),
+    Column("action", Text),
+    Index("ix_incidents_env_detected_at", "env", "detected_at"),
+    Index("ix_incidents_deployment_id", "deployment_id"),
+)
+
+approvals = Table(
+    "approvals",
+    metadata,
+    _id(),
+    Column("env", String, nullable=False),
+    Column("tag", String, nullable=False),
+    Column("person", String, nullable=False),
+    Column("role", String, nullable=False),
+    Column("note", Text, nullable=False),
+    Column("kind", String, nullable=False, server_default="sign-off"),
+    Column("approved_at", UTCDateTime, nullable=False),
+    Index("ix_approvals_env_tag", "env", "tag"),
+)
+
+follow_ups = Table(
+    "follow_ups",
+    metadata,
+    _id(),
+    _deployment_fk(nullable=False),
+    Column("activity", Text, nullable=False),
+    Column("owner", String),
+    Column("due_at", UTCDateTime, nullable=False),
+    Column("status", String, nullable=False),
+    Column("done_at", UTCDateTime),
+    Column("result", Text),
+    Index("ix_follow_ups_deployment_id", "deployment_id"),
+    Index("ix_follow_ups_status_due_at", "status", "due_at"),
+)
+
+# One row per environment: the primary key is what makes acquiring the lock atomic.
+locks = Table(
+    "locks",
+    metadata,
+    Column("env", String, primary_key=True),
+    Column("holder", String, nullable=False),
+    Column("machine", String, nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("token", String, nullable=False),
+    Column("tag", String),
+    Column("message", Text, nullable=False),
+    Column("acquired_at", UTCDateTime, nullable=False),
+)
+
+# Ids are assigned by the writer (previous id + 1) because they are part of each row's hash;
+# an autoincrement sequence could skip numbers and make a gap look like a deleted row.
+audit = Table(
+    "audit",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("actor", String, nullable=False),
+    Column("action", String, nullable=False),
+    Column("subject", String, nullable=False),
+    Column("details", Text, nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+)
