@@ -472,3 +472,14 @@ def test_errors_never_show_the_password() -> None:
 def test_unsupported_urls_are_refused() -> None:
     with pytest.raises(StoreError, match="not supported"):
         open_store("mysql://root@localhost/records")
+
+
+def test_the_fast_path_revision_is_alembics_head() -> None:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from rollout.store.connect import HEAD_REVISION, MIGRATIONS
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    assert ScriptDirectory.from_config(config).get_current_head() == HEAD_REVISION

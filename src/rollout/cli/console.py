@@ -58,8 +58,9 @@ class ConsoleSink:
 
     def _print(self, text: str, *, one_line: bool = False) -> None:
         # One line per step keeps the log scannable; the full output is in the records.
+        # Redaction markers look like Rich markup ("[secret:NAME]"): escape them to show them.
         self.console.print(
-            self.redactor.redact(text),
+            self.redactor.redact(text).replace("[secret:", "\\[secret:"),
             highlight=False,
             no_wrap=one_line,
             overflow="ellipsis" if one_line else None,
@@ -90,6 +91,9 @@ class ConsoleSink:
                     f"  {_MARK.get(status, '?')} {step.name:<18} {host:<10} {seconds:6.2f} s  [{style}]{_escape(line)}[/]",
                     one_line=True,
                 )
+                if status is StepStatus.FAILED:  # what went wrong, e.g. the app's last log lines
+                    for extra in text.splitlines()[1:][-12:]:
+                        self._print(f"      [dim]{_escape(extra)}[/]", one_line=True)
                 if self.progress is not None and step.phase in _PROGRESS_PHASES:
                     self.progress.advance(self.task)  # type: ignore[arg-type]
             case CheckRecorded(result=result) if result.status in (

@@ -9,9 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from alembic import command
-from alembic.config import Config
-from alembic.util import CommandError
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
@@ -19,6 +16,10 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from rollout.errors import StoreError
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+
+# The newest migration's revision. Opening a store that is already there skips Alembic (about
+# a second of imports and script loading per command); a test pins this to Alembic's head.
+HEAD_REVISION = "0001"
 
 # Execution option that marks a connection as about to write (see ``_begin``).
 WRITE = "rollout_write"
@@ -28,8 +29,9 @@ _MIGRATION_LOCK = 0x726F6C6C
 
 _BUSY_TIMEOUT_S = 30
 
-# What a failed database call can raise on its way out of SQLAlchemy, Alembic or a driver.
-DATABASE_ERRORS = (SQLAlchemyError, CommandError, psycopg.Error, sqlite3.Error)
+# What a failed database call can raise on its way out of SQLAlchemy or a driver (Alembic's
+# own errors are translated in ``migrate``, which imports Alembic only when it has work).
+DATABASE_ERRORS = (SQLAlchemyError, psycopg.Error, sqlite3.Error)
 
 
 def parse_url(url: str) -> URL:
@@ -85,8 +87,23 @@ def _begin(connection: Connection) -> None:
     connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
+def current_revision(engine: Engine) -> str | None:
+    """The schema's revision, or None for a new (or foreign) database."""
+    with engine.connect() as connection:
+        try:
+            return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+        except SQLAlchemyError:
+            return None
+
+
 def migrate(engine: Engine) -> None:
     """Bring the schema to the newest revision; concurrent callers take turns."""
+    if current_revision(engine) == HEAD_REVISION:
+        return
+    from alembic import command
+    from alembic.config import Config
+    from alembic.util import CommandError
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS).replace("%", "%%"))
     config.set_main_option("path_separator", "os")
@@ -98,7 +115,10 @@ def migrate(engine: Engine) -> None:
                     text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK}
                 )
             config.attributes["connection"] = connection
-            command.upgrade(config, "head")
+            try:
+                command.upgrade(config, "head")
+            except CommandError as exc:
+                raise StoreError(f"cannot migrate rollout's records: {exc}") from exc
 
 
 @contextmanager

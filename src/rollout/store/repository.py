@@ -146,10 +146,11 @@ class Store:
         values = dict(
             status=Outcome(status).value,
             finished_at=finished_at or utcnow(),
-            reason=self._redact(reason),
             failed_host=failed_host,
             failed_step=failed_step,
         )
+        if reason is not None:  # keep the reason given at the start (a rollback's "why")
+            values["reason"] = self._redact(reason)
         self._update(schema.deployments, deployment_id, values)
 
     def set_previous_tag(self, deployment_id: int, tag: str | None) -> None:
