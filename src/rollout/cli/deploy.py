@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import signal
 from collections.abc import Coroutine
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
@@ -26,6 +24,9 @@ def register(app: typer.Typer) -> None:
 def run_cancellable(coro: Coroutine[Any, Any, T]) -> T:
     """``asyncio.run`` that also turns SIGTERM into a cancellation, like Ctrl-C, so the lock
     and the hosts are released and put back the same way whichever signal stops a run."""
+
+    import asyncio
+    import signal
 
     async def main() -> T:
         task = asyncio.current_task()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated, Any
 
 import typer
@@ -30,10 +29,11 @@ def status_command(
     """
     from rich.table import Table
 
+    from rollout.cli.deploy import run_cancellable
     from rollout.engine.operations import status
 
     runbook = load(config)
-    st = asyncio.run(status(runbook, env))
+    st = run_cancellable(status(runbook, env))
     if as_json:
         print_json(
             {

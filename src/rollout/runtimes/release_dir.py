@@ -215,13 +215,13 @@ class ReleaseDirectories:
         if self.settings.launcher is None:
             return
         pidfile = posixpath.join(self.deploy_to(target), PIDFILE)
-        ticks = max(1, int(self.settings.launcher.stop_timeout.total_seconds() * 10))
+        ticks = max(1, int(self.settings.launcher.stop_timeout.total_seconds() * 20))
         script = (
             f"{_ALIVE}; "
             f"pid=$(cat {q(pidfile)} 2>/dev/null) || exit 0; "
             f'if alive "$pid"; then kill -TERM "$pid"; i=0; '
             f'  while alive "$pid"; do i=$((i+1)); '
-            f'    if [ $i -ge {ticks} ]; then kill -KILL "$pid"; sleep 0.1; break; fi; sleep 0.1; done; '
+            f'    if [ $i -ge {ticks} ]; then kill -KILL "$pid"; sleep 0.05; break; fi; sleep 0.05; done; '
             f"fi; rm -f {q(pidfile)}"
         )
         await self._sh(

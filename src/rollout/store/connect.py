@@ -8,7 +8,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import psycopg
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
@@ -29,9 +28,10 @@ _MIGRATION_LOCK = 0x726F6C6C
 
 _BUSY_TIMEOUT_S = 30
 
-# What a failed database call can raise on its way out of SQLAlchemy or a driver (Alembic's
+# What a failed database call can raise on its way out of SQLAlchemy (which wraps the
+# driver's errors, psycopg's included, so psycopg is imported only for PostgreSQL) (Alembic's
 # own errors are translated in ``migrate``, which imports Alembic only when it has work).
-DATABASE_ERRORS = (SQLAlchemyError, psycopg.Error, sqlite3.Error)
+DATABASE_ERRORS = (SQLAlchemyError, sqlite3.Error)
 
 
 def parse_url(url: str) -> URL:
