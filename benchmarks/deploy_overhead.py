@@ -13,6 +13,7 @@ Goal (issue 2): the ratio rollout / bare under 1.5.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shlex
 import signal
@@ -26,10 +27,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from rollout.config import load_runbook  # noqa: E402
-from rollout.engine.operations import deploy  # noqa: E402
-from rollout.model import Outcome  # noqa: E402
-from rollout.sandbox.build import Release, build_artifacts  # noqa: E402
+from rollout.config import load_runbook
+from rollout.engine.operations import deploy
+from rollout.model import Outcome
+from rollout.sandbox.build import Release, build_artifacts
 
 ROUNDS = 5
 GOAL = 1.5
@@ -139,10 +140,8 @@ def main() -> None:
     finally:
         for pidfile in (bare_base / "app.pid", root / "hosts/web-1/srv/united-cars/run/app.pid"):
             if pidfile.exists():
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(int(pidfile.read_text()), signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
     medians = {name: statistics.median(values) for name, values in timings.items()}
     for name, values in timings.items():
         print(

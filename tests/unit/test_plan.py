@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from tests.fixtures.sandbox import TAGS, make_sandbox
 
 from rollout.config import load_runbook
 from rollout.engine.plan import plan_deploy, plan_rollback
 from rollout.errors import BadInput, BadTag
 from rollout.model import Phase
-from tests.fixtures.sandbox import TAGS, make_sandbox
 
 V1 = TAGS[0]
 
@@ -64,7 +64,7 @@ def test_tags_that_do_not_match_the_pattern_are_refused(tmp_path: Path, tag: str
 
 
 def test_a_missing_artifact_is_refused_at_planning(tmp_path: Path) -> None:
-    with pytest.raises(BadInput, match="artifact .* not found"):
+    with pytest.raises(BadInput, match=r"artifact .* not found"):
         plan_deploy(runbook(tmp_path), "production", "v2026.12.31-fffffff")
 
 
