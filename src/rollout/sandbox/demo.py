@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -96,14 +97,23 @@ def _summary(
         highlight=False,
     )
     console.print("try next:", highlight=False)
+    rollout = _how_invoked()
     for command in (
-        f"rollout history --config {config}",
-        f"rollout status production --config {config}",
-        f"rollout deploy production {results[0][2].plan.tag} --dry-run --config {config}",
-        f"rollout audit verify --config {config}",
+        f"{rollout} history --config {config}",
+        f"{rollout} status production --config {config}",
+        f"{rollout} deploy production {results[0][2].plan.tag} --dry-run --config {config}",
+        f"{rollout} audit verify --config {config}",
     ):
         console.print(f"  {command}", highlight=False, markup=False)
     if not keep_running:
         console.print(
             "(the demo apps were stopped; pass --keep-running to keep them up)", highlight=False
         )
+
+
+def _how_invoked() -> str:
+    """The command as the user can type it: `.venv/bin/rollout` when make ran it from the venv."""
+    argv0 = Path(sys.argv[0])
+    if argv0.name == "rollout" and argv0.parent != Path():
+        return str(argv0)
+    return "rollout"
