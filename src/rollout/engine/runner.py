@@ -376,12 +376,14 @@ class Runner:
         before = self.before.get(step.host)
 
         async def restore() -> str:
-            if before is None or before.current is None:
+            # What `current` pointed at is what ran; the version file is the runbook's note of it.
+            release = None if before is None else (before.link or before.current)
+            if before is None or release is None:
                 await self.runtime.deactivate(target)
                 return "no release ran before: stopped and unlinked"
-            await self.runtime.activate(target, before.current, previous=before.previous)
-            evidence = await self.runtime.wait_healthy(target, before.current)
-            return f"current -> {before.current}; {evidence}"
+            await self.runtime.activate(target, release, previous=before.previous)
+            evidence = await self.runtime.wait_healthy(target, release)
+            return f"current -> {release}; {evidence}"
 
         return restore
 
