@@ -123,12 +123,7 @@ def plan_deploy(runbook: Runbook, env_name: str, tag: str) -> Plan:
         )
         for h in names
     ]
-    for i, group in enumerate(groups):
-        for h in group:
-            steps.append(
-                PlannedStep(Phase.DEPLOY, "activate", h, f"stop, switch current -> {tag}, start", i)
-            )
-            steps.append(PlannedStep(Phase.DEPLOY, "health", h, "wait for the health URL", i))
+    steps += _switch_steps(Phase.DEPLOY, groups, tag)
     steps += _verify_steps(runbook, env, tag)
     steps += [
         PlannedStep(Phase.FINALIZE, "prune", h, f"keep the last {runbook.release.keep} releases")
@@ -157,14 +152,7 @@ def plan_rollback(runbook: Runbook, env_name: str, target: str, *, reason: str |
         PlannedStep(Phase.PREFLIGHT, "target-present", h, f"releases/{target} fully installed")
         for h in names
     ]
-    for i, group in enumerate(groups):
-        for h in group:
-            steps.append(
-                PlannedStep(
-                    Phase.ROLLBACK, "activate", h, f"stop, switch current -> {target}, start", i
-                )
-            )
-            steps.append(PlannedStep(Phase.ROLLBACK, "health", h, "wait for the health URL", i))
+    steps += _switch_steps(Phase.ROLLBACK, groups, target)
     steps += _verify_steps(runbook, env, target)
     return Plan(
         kind=Kind.ROLLBACK,
@@ -179,6 +167,18 @@ def plan_rollback(runbook: Runbook, env_name: str, target: str, *, reason: str |
         "a host failing: stop and report it",
         reason=reason,
     )
+
+
+def _switch_steps(phase: Phase, groups: tuple[tuple[str, ...], ...], tag: str) -> list[PlannedStep]:
+    """Batch by batch, each host switched then checked healthy before the next batch starts."""
+    steps = []
+    for i, group in enumerate(groups):
+        for h in group:
+            steps.append(
+                PlannedStep(phase, "activate", h, f"stop, switch current -> {tag}, start", i)
+            )
+            steps.append(PlannedStep(phase, "health", h, "wait for the health URL", i))
+    return steps
 
 
 def _artifact_detail(artifact: Artifact | None) -> str:
