@@ -1,11 +1,9 @@
 """The runbook file, rollout.yml: its models and the loader that reads it.
 
 ``load_runbook`` turns the file into a frozen ``Runbook`` or raises one ``ConfigError`` naming
-every problem as ``file:line: field.path: message``. To know those lines, the YAML is composed
-into nodes (which keep their position) and turned into plain data by hand, instead of being
-loaded straight into Python objects. ``${VAR}`` references are resolved from the environment on
-the way, and every resolved value is registered with the runbook's ``Redactor``, because those
-values are the secrets that must never be printed.
+every problem as ``file:line: field.path: message``. The lines come from ``yaml_source``, which
+also resolves ``${VAR}`` references from the environment and registers every resolved value with
+the runbook's ``Redactor``; pydantic's errors are translated here into issues at those lines.
 """
 
 from __future__ import annotations
@@ -16,14 +14,12 @@ import re
 import types
 import typing
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import timedelta
 from fractions import Fraction
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
-import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -40,6 +36,7 @@ from pydantic_core import ErrorDetails, PydanticCustomError
 
 from rollout.errors import BadInput, ConfigError, ConfigIssue
 from rollout.redact import Redactor
+from rollout.yaml_source import Document, FieldPath, dotted, read_document
 
 DEFAULT_TAG_PATTERN = r"^v\d{4}\.\d{2}\.\d{2}-[0-9a-f]{7,40}$"
 
@@ -543,177 +540,6 @@ def _is_postgresql(value: str) -> bool:
     return value.startswith(("postgresql://", "postgresql+"))
 
 
-# --- reading YAML with lines -------------------------------------------------------------------
-
-FieldPath = tuple[str | int, ...]
-
-# `$${` is a literal `${`; `${NAME}` a reference; any other `${` is a mistake worth reporting.
-_REFERENCE = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$\{")
-
-
-@dataclass
-class _Expansion:
-    text: str
-    resolved: dict[str, str] = field(default_factory=dict)
-    missing: list[str] = field(default_factory=list)
-    malformed: bool = False
-
-
-def _expand(text: str, environ: Mapping[str, str]) -> _Expansion:
-    result = _Expansion(text)
-
-    def replace(match: re.Match[str]) -> str:
-        name = match[1]
-        if match[0] == "$${":
-            return "${"
-        if name is None:
-            result.malformed = True
-        elif name in environ:
-            result.resolved[name] = environ[name]
-            return environ[name]
-        else:
-            result.missing.append(name)
-        return ""
-
-    result.text = _REFERENCE.sub(replace, text)
-    return result
-
-
-@dataclass
-class _Document:
-    """rollout.yml as plain data, the line of every key and list item, and what was wrong."""
-
-    file: str
-    data: Any = None
-    lines: dict[FieldPath, int] = field(default_factory=dict)
-    issues: list[ConfigIssue] = field(default_factory=list)
-    missing_vars: list[str] = field(default_factory=list)
-    # Fields already reported (a failed ${VAR}, an unknown tag): pydantic's complaint about
-    # the blank left there would be noise.
-    unresolved: set[FieldPath] = field(default_factory=set)
-
-    def issue(self, path: FieldPath, line: int | None, message: str) -> None:
-        self.issues.append(ConfigIssue(self.file, line, _dotted(path), message))
-
-    def line_of(self, path: FieldPath) -> int | None:
-        """The line of a field, or of its nearest ancestor when the field is not in the file."""
-        for end in range(len(path), -1, -1):
-            if path[:end] in self.lines:
-                return self.lines[path[:end]]
-        return None
-
-
-def _line(node: yaml.Node) -> int:
-    return node.start_mark.line + 1
-
-
-class _Reader:
-    """Walks composed YAML nodes into plain data, resolving ``${VAR}`` in strings."""
-
-    def __init__(
-        self, text: str, doc: _Document, environ: Mapping[str, str], redactor: Redactor
-    ) -> None:
-        # One loader both composes the nodes and, later, builds each scalar's Python value.
-        self.loader = yaml.SafeLoader(text)
-        self.doc = doc
-        self.environ = environ
-        self.redactor = redactor
-        self.active: set[int] = set()  # node ids on the current path, to stop alias cycles
-
-    def read(self) -> bool:
-        """Fill the document; False when the YAML itself cannot be parsed."""
-        try:
-            root = self.loader.get_single_node()  # what yaml.compose does, keeping the loader
-            if root is not None:
-                self.doc.lines[()] = _line(root)
-            self.doc.data = {} if root is None else self.node(root, ())
-        except yaml.MarkedYAMLError as exc:
-            self._syntax_error(exc)
-            return False
-        except yaml.YAMLError as exc:
-            self.doc.issue((), None, f"invalid YAML: {exc}")
-            return False
-        finally:
-            self.loader.dispose()
-        return True
-
-    def _syntax_error(self, exc: yaml.MarkedYAMLError) -> None:
-        mark = exc.problem_mark or exc.context_mark
-        problem = exc.problem or exc.context or "not valid YAML"
-        self.doc.issue((), None if mark is None else mark.line + 1, f"invalid YAML: {problem}")
-
-    def node(self, node: yaml.Node, path: FieldPath) -> Any:
-        if id(node) in self.active:
-            self.doc.issue(path, _line(node), "an alias refers to a mapping or list containing it")
-            return None
-        self.active.add(id(node))
-        try:
-            if isinstance(node, yaml.MappingNode):
-                return self.mapping(node, path)
-            if isinstance(node, yaml.SequenceNode):
-                return self.sequence(node, path)
-            return self.scalar(node, path)
-        finally:
-            self.active.discard(id(node))
-
-    def mapping(self, node: yaml.MappingNode, path: FieldPath) -> dict[str, Any]:
-        result: dict[str, Any] = {}
-        for key_node, value_node in node.value:
-            if not isinstance(key_node, yaml.ScalarNode):
-                self.doc.issue(path, _line(key_node), "keys must be plain names")
-                continue
-            # The key as written: `on:` or `1h:` are names here, never booleans or numbers.
-            key = str(key_node.value)
-            if key in result:
-                first = self.doc.lines[(*path, key)]
-                message = f"duplicate key (first on line {first})"
-                self.doc.issue((*path, key), _line(key_node), message)
-                continue
-            self.doc.lines[(*path, key)] = _line(key_node)
-            result[key] = self.node(value_node, (*path, key))
-        return result
-
-    def sequence(self, node: yaml.SequenceNode, path: FieldPath) -> list[Any]:
-        items = []
-        for index, item in enumerate(node.value):
-            self.doc.lines[(*path, index)] = _line(item)
-            items.append(self.node(item, (*path, index)))
-        return items
-
-    def scalar(self, node: yaml.Node, path: FieldPath) -> Any:
-        try:
-            value = self.loader.construct_object(node, deep=True)
-        except yaml.MarkedYAMLError as exc:  # an unknown tag such as `!env`
-            self.doc.issue(path, _line(node), f"cannot read this value: {exc.problem}")
-            self.doc.unresolved.add(path)
-            return None
-        return self.resolve(value, path, _line(node)) if isinstance(value, str) else value
-
-    def resolve(self, value: str, path: FieldPath, line: int) -> str:
-        expansion = _expand(value, self.environ)
-        for name, secret in expansion.resolved.items():
-            self.redactor.add(name, secret)
-        for name in expansion.missing:
-            self.doc.issue(path, line, f"environment variable {name} is not set")
-            self.doc.missing_vars.append(name)
-        if expansion.malformed:
-            self.doc.issue(path, line, "malformed ${...}: write ${NAME}, or $${ for a literal ${")
-        if expansion.missing or expansion.malformed:
-            self.doc.unresolved.add(path)
-        return expansion.text
-
-
-def _dotted(path: FieldPath) -> str:
-    """``("environments", "production", "hosts", 0)`` -> ``environments.production.hosts[0]``."""
-    text = ""
-    for part in path:
-        if isinstance(part, int):
-            text += f"[{part}]"
-        else:
-            text += f".{part}" if text else part
-    return text
-
-
 # --- pydantic errors -> issues -----------------------------------------------------------------
 
 
@@ -796,7 +622,7 @@ def _message(error: ErrorDetails) -> str:
     return error["msg"][:1].lower() + error["msg"][1:]
 
 
-def _issue(error: ErrorDetails, doc: _Document) -> tuple[FieldPath, ConfigIssue]:
+def _issue(error: ErrorDetails, doc: Document) -> tuple[FieldPath, ConfigIssue]:
     path = _data_path(error["loc"], doc.data)
     # A field missing from the file gets the line of the mapping that should hold it,
     # by way of line_of's fallback to the nearest written ancestor.
@@ -804,10 +630,10 @@ def _issue(error: ErrorDetails, doc: _Document) -> tuple[FieldPath, ConfigIssue]
         path = (*path, error["loc"][-1])
     elif error["type"] in ("union_tag_not_found", "union_tag_invalid"):
         path = (*path, str(error.get("ctx", {}).get("discriminator", "kind")).strip("'"))
-    return path, ConfigIssue(doc.file, doc.line_of(path), _dotted(path), _message(error))
+    return path, ConfigIssue(doc.file, doc.line_of(path), dotted(path), _message(error))
 
 
-def _validation_issues(exc: ValidationError, doc: _Document) -> list[ConfigIssue]:
+def _validation_issues(exc: ValidationError, doc: Document) -> list[ConfigIssue]:
     issues: list[ConfigIssue] = []
     for error in exc.errors(include_url=False):
         path, issue = _issue(error, doc)
@@ -831,7 +657,7 @@ def _read_text(path: Path) -> str:
         raise ConfigError([ConfigIssue(str(path), None, "", f"cannot read it: {exc}")]) from exc
 
 
-def _config_error(doc: _Document, redactor: Redactor) -> ConfigError:
+def _config_error(doc: Document, redactor: Redactor) -> ConfigError:
     issues = sorted(doc.issues, key=lambda i: (i.line is None, i.line or 0))
     # Messages can quote values, and values can hold resolved secrets.
     safe = [ConfigIssue(i.file, i.line, i.path, redactor.redact(i.message)) for i in issues]
@@ -842,10 +668,11 @@ def _config_error(doc: _Document, redactor: Redactor) -> ConfigError:
 
 def load_runbook(path: Path, environ: Mapping[str, str] | None = None) -> Runbook:
     """Read and validate rollout.yml; raise ``ConfigError`` listing every problem, by line."""
-    doc = _Document(str(path))
+    doc = Document(str(path))
     redactor = Redactor.empty()
-    reader = _Reader(_read_text(path), doc, os.environ if environ is None else environ, redactor)
-    if not reader.read():  # broken YAML: there is nothing to validate
+    text = _read_text(path)
+    if not read_document(text, doc, os.environ if environ is None else environ, redactor):
+        # broken YAML: there is nothing to validate
         raise _config_error(doc, redactor)
     try:
         runbook = Runbook.model_validate(doc.data)
