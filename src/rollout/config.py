@@ -215,6 +215,8 @@ class ComposeRuntime(_Section):
 
     kind: Literal["compose"] = "compose"
     command: str = "docker compose"
+    # The container engine that answers "does this image exist"; None: guessed from `command`.
+    engine: Literal["docker", "podman"] | None = None
     compose_file: str = "docker-compose.yml"
     env_file: str = ".env"
     project_dir: str = "."
@@ -240,6 +242,9 @@ class HostConfig(_Section):
     kind: Literal["local", "ssh"] = "ssh"
     user: str | None = None
     port: int = Field(default=22, ge=1, le=65535)
+    key_file: str | None = None  # overrides ssh.key_file for this host
+    sudo: bool = False  # run commands through `sudo -n`
+    proxy_jump: str | None = None  # [user@]host[:port] to reach this host through
     root: str | None = None
     roles: list[str] = Field(default_factory=list)
     vars: dict[str, str] = Field(default_factory=dict)
@@ -264,6 +269,7 @@ class Environment(_Section):
     url: str | None = None
     hosts: list[HostConfig] = Field(min_length=1)
     batch: Batch = 1
+    parallel: int = Field(default=16, ge=1)  # hosts worked on at once (installs, checks, exec)
     database: DatabaseConfig | None = None
 
     @field_validator("hosts")
@@ -295,6 +301,18 @@ class Environment(_Section):
             # Fractions, since float rounding would turn 10% of 30 hosts into 4.
             size = math.ceil(Fraction(self.batch[:-1]) * n_hosts / 100)
         return max(1, min(size, n_hosts))
+
+
+class SshSettings(_Section):
+    """How rollout reaches `kind: ssh` hosts. Host keys are always verified."""
+
+    known_hosts: str = "~/.ssh/known_hosts"  # relative paths are taken from the config's folder
+    key_file: str | None = None  # None: the agent and ~/.ssh default keys
+    agent: bool = True
+    connect_timeout: Duration = timedelta(seconds=10)
+    command_timeout: Duration = timedelta(minutes=10)
+    keepalive_interval: Duration = timedelta(seconds=15)
+    keepalive_count_max: int = Field(default=3, ge=1)
 
 
 # --- gates: readiness, checks, verify ----------------------------------------------------------
@@ -484,6 +502,7 @@ class Runbook(_Section):
     release: ReleaseSettings = Field(default_factory=ReleaseSettings)
     runtime: Runtime
     environments: dict[Slug, Environment] = Field(min_length=1)
+    ssh: SshSettings = Field(default_factory=SshSettings)
     readiness: Readiness = Field(default_factory=Readiness)
     checks: Checks = Field(default_factory=Checks)
     verify: Verify = Field(default_factory=Verify)

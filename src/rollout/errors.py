@@ -11,6 +11,7 @@ the CLI maps it to (DESIGN.md: 0 ok, 1 a check or gate failed, 2 bad input, 3 in
     │   └── BadTag                          a release tag that does not match release.tag_pattern
     ├── GateFailed                 exit 1   a check, gate or verification said no
     │   ├── DeployFailed                    a step failed; the hosts were put back
+    │   ├── NotHealthy                      an app did not answer healthy in time
     │   └── RollbackRefused                 the rollback target is not present everywhere
     └── InfrastructureError        exit 3   something outside rollout stopped it
         ├── LockHeld                        another deployment holds the environment's lock
@@ -79,6 +80,14 @@ class GateFailed(RolloutError):
 
 class DeployFailed(GateFailed):
     """A deployment step failed; hosts already switched were rolled back."""
+
+
+class NotHealthy(GateFailed):
+    """An app did not become healthy before its deadline (the app's fault, not the network's)."""
+
+    def __init__(self, host: str, message: str, *, hint: str | None = None) -> None:
+        super().__init__(f"{host}: {message}", hint=hint)
+        self.host = host
 
 
 class RollbackRefused(GateFailed):

@@ -278,7 +278,7 @@ def test_an_unknown_nested_key_lists_the_allowed_ones(tmp_path: Path) -> None:
     assert errors_of(path) == [
         f"{path}:8: environments.production.hosts[0].address: field required",
         f"{path}:8: environments.production.hosts[0].adress: unknown key"
-        " (allowed: name, address, kind, user, port, root, roles, vars, url)",
+        " (allowed: name, address, kind, user, port, key_file, sudo, proxy_jump, root, roles, vars, url)",
     ]
 
 
@@ -314,7 +314,7 @@ def test_several_errors_are_reported_at_once_sorted_by_line(tmp_path: Path) -> N
         " or a percentage like 25% (got 'lots')",
         f"{path}:8: checks.cpu_max: expected a percentage from 0 to 100 like 70% (got '170%')",
         f"{path}:9: release_notes: unknown key (allowed: app, store, release, runtime,"
-        " environments, readiness, checks, verify, monitor, incidents, notify, people,"
+        " environments, ssh, readiness, checks, verify, monitor, incidents, notify, people,"
         " followups, kpi)",
     ]
 

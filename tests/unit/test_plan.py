@@ -51,7 +51,7 @@ def test_preflight_checks_every_host_before_anything_changes(tmp_path: Path) -> 
     plan = plan_deploy(runbook(tmp_path), "production", V1)
     preflight = {(s.name, s.host) for s in plan.steps_in(Phase.PREFLIGHT)}
     for host in ("web-1", "web-2", "web-3", "web-4"):
-        assert {("disk", host), ("production-health", host)} <= preflight
+        assert {("connect", host), ("disk", host), ("production-health", host)} <= preflight
     assert ("artifact", None) in preflight
 
 
@@ -75,8 +75,10 @@ def test_an_unknown_environment_names_the_known_ones(tmp_path: Path) -> None:
 
 def test_the_rollback_plan_checks_the_target_on_every_host_first(tmp_path: Path) -> None:
     plan = plan_rollback(runbook(tmp_path, hosts=2), "production", V1, reason="errors")
-    assert [(s.phase, s.name, s.host) for s in plan.steps[:2]] == [
+    assert [(s.phase, s.name, s.host) for s in plan.steps[:4]] == [
+        (Phase.PREFLIGHT, "connect", "web-1"),
         (Phase.PREFLIGHT, "target-present", "web-1"),
+        (Phase.PREFLIGHT, "connect", "web-2"),
         (Phase.PREFLIGHT, "target-present", "web-2"),
     ]
     assert plan.reason == "errors"

@@ -39,17 +39,11 @@ def run_cancellable(coro: Coroutine[Any, Any, T]) -> T:
 
 
 def _finish(report: Report, as_json: bool) -> None:
-    from rollout.model import Outcome
 
     if as_json:
         print_json(report_json(report))
-    if report.result is None:
-        return
-    outcome = report.result.outcome
-    if outcome is Outcome.ABORTED:
-        raise typer.Exit(130)
-    if outcome is not Outcome.SUCCEEDED:
-        raise typer.Exit(1)
+    if report.result is not None and report.result.exit_code:
+        raise typer.Exit(report.result.exit_code)
 
 
 def report_json(report: Report) -> dict[str, Any]:
@@ -63,6 +57,7 @@ def report_json(report: Report) -> dict[str, Any]:
             "failed_host": r.failed_host,
             "failed_step": r.failed_step,
             "previous_tag": r.previous_tag,
+            "skipped_hosts": r.skipped_hosts,
             "checks": [
                 {
                     "id": c.id,
@@ -107,6 +102,10 @@ def deploy_command(
         datetime | None, typer.Option(help="When the change was committed.")
     ] = None,
     merged_at: Annotated[datetime | None, typer.Option(help="When the change was merged.")] = None,
+    keep_going: Annotated[
+        bool,
+        typer.Option("--keep-going", help="Leave out hosts whose install fails; deploy the rest."),
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Deploy TAG to ENV: pre-flight, install, switch in batches, verify; roll back on failure.
@@ -117,7 +116,11 @@ def deploy_command(
 
     runbook = load(config)
     options = Options(
-        message=message, commit_sha=commit, committed_at=committed_at, merged_at=merged_at
+        message=message,
+        commit_sha=commit,
+        committed_at=committed_at,
+        merged_at=merged_at,
+        keep_going=keep_going,
     )
     report = run_cancellable(
         deploy(

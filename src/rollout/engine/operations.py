@@ -39,6 +39,9 @@ class Options:
     commit_sha: str | None = None
     committed_at: datetime | None = None
     merged_at: datetime | None = None
+    # Hosts whose install fails are left on their release and the rest deployed (never for
+    # switches: a host that fails to switch is always put back).
+    keep_going: bool = False
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,12 @@ def events_dir(runbook: Runbook) -> Path:
     return runbook.config_dir / ".rollout" / "events"
 
 
+def open_targets(runbook: Runbook, env_name: str) -> dict[str, Target]:
+    """Every host of the environment as a target; connections open on first use."""
+    env = runbook.environment(env_name)
+    return targets_for(runbook, env_name, connect_hosts(env, runbook.config_dir, runbook.ssh))
+
+
 def targets_for(runbook: Runbook, env_name: str, hosts: dict[str, Host]) -> dict[str, Target]:
     env = runbook.environment(env_name)
     targets = {}
@@ -88,15 +97,13 @@ def targets_for(runbook: Runbook, env_name: str, hosts: dict[str, Host]) -> dict
 def _prepare(runbook: Runbook, plan: Plan) -> tuple[Runtime, dict[str, Target]]:
     """Build hosts, runtime and targets and fill every template once, before any connection."""
     runtime = make_runtime(runbook.runtime)
-    targets = targets_for(
-        runbook, plan.env, connect_hosts(runbook.environment(plan.env), runbook.config_dir)
-    )
+    targets = open_targets(runbook, plan.env)
     for target in targets.values():
         runtime.check_templates(target, plan.tag)
     return runtime, targets
 
 
-async def _close(targets: dict[str, Target]) -> None:
+async def close_targets(targets: dict[str, Target]) -> None:
     await asyncio.gather(*(t.host.close() for t in targets.values()), return_exceptions=True)
 
 
@@ -130,15 +137,14 @@ async def rollback(
 ) -> Report:
     """Quick rollback: switch every host to ``to`` (default: their previous release)."""
     options = options or Options()
-    env = runbook.environment(env_name)
     if to is not None:
         Release.parse(to, runbook.release.tag_pattern)
     runtime = make_runtime(runbook.runtime)
-    targets = targets_for(runbook, env_name, connect_hosts(env, runbook.config_dir))
+    targets = open_targets(runbook, env_name)
     try:
         target_tag = to or await _common_previous(runtime, targets)
     finally:
-        await _close(targets)
+        await close_targets(targets)
     plan = plan_rollback(runbook, env_name, target_tag, reason=reason)
     runtime, targets = _prepare(runbook, plan)
     if dry_run:
@@ -212,6 +218,7 @@ async def _execute(
             deployment_id=deployment_id,
             http=httpx.AsyncClient(),
         )
+        runner.keep_going = options.keep_going
         if plan.kind is Kind.ROLLBACK:
             runner.previous_after_rollback = _previous_of(store, plan.env, plan.tag)
         try:
@@ -219,7 +226,7 @@ async def _execute(
         finally:
             store.set_previous_tag(deployment_id, _common(runner.before))
             await runner.http.aclose()
-            await _close(targets)
+            await close_targets(targets)
         result.previous_tag = _common(runner.before)
     return Report(plan=plan, deployment_id=deployment_id, result=result, event_log=log.path)
 
@@ -245,13 +252,12 @@ def _previous_of(store: Store, env: str, tag: str) -> str | None:
 
 
 async def status(runbook: Runbook, env_name: str) -> EnvStatus:
-    env = runbook.environment(env_name)
     runtime = make_runtime(runbook.runtime)
-    targets = targets_for(runbook, env_name, connect_hosts(env, runbook.config_dir))
+    targets = open_targets(runbook, env_name)
     try:
         states = await asyncio.gather(*(_host_status(runtime, t) for t in targets.values()))
     finally:
-        await _close(targets)
+        await close_targets(targets)
     with open_store(runbook.store_url, redactor=runbook.redactor) as store:
         last = store.deployments(env=env_name, limit=1)
         return EnvStatus(

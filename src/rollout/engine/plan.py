@@ -148,10 +148,10 @@ def plan_rollback(runbook: Runbook, env_name: str, target: str, *, reason: str |
     release = Release.parse(target, runbook.release.tag_pattern)
     names = tuple(h.name for h in env.hosts)
     groups = batches(names, env.batch_size(len(names)))
-    steps = [
-        PlannedStep(Phase.PREFLIGHT, "target-present", h, f"releases/{target} fully installed")
-        for h in names
-    ]
+    steps = []
+    for h in names:
+        steps.append(PlannedStep(Phase.PREFLIGHT, "connect", h, "reach the host"))
+        steps.append(PlannedStep(Phase.PREFLIGHT, "target-present", h, f"{target} fully installed"))
     steps += _switch_steps(Phase.ROLLBACK, groups, target)
     steps += _verify_steps(runbook, env, target)
     return Plan(
@@ -192,6 +192,10 @@ def _preflight_host_steps(runbook: Runbook, env: Environment) -> list[PlannedSte
     mounts = ", ".join(runbook.checks.disk_mounts)
     steps = []
     for h in env.hosts:
+        # Reach every host first: one unreachable host stops the deploy before anything changes.
+        steps.append(
+            PlannedStep(Phase.PREFLIGHT, "connect", h.name, f"reach {h.address} ({h.kind})")
+        )
         steps.append(PlannedStep(Phase.PREFLIGHT, "disk", h.name, f"disk use of {mounts} {limit}"))
         steps.append(
             PlannedStep(Phase.PREFLIGHT, "production-health", h.name, "running release healthy")

@@ -33,20 +33,24 @@ from rollout.engine.events import (
     StepStarted,
 )
 from rollout.engine.plan import Plan, PlannedStep
+from rollout.errors import CommandFailed, InfrastructureError
 from rollout.model import CheckResult, CheckStatus, HostState, Kind, Outcome, Phase, StepStatus
 from rollout.runtimes.base import Runtime, Target
-
-# Hosts worked on at once within a batch; an SSH fleet later makes this a setting.
-MAX_PARALLEL_HOSTS = 16
 
 
 class StepFailed(Exception):
     """A step failed; carries which one and why, for the record and for the rollback."""
 
-    def __init__(self, step: PlannedStep, reason: str) -> None:
+    def __init__(self, step: PlannedStep, reason: str, *, infrastructure: bool = False) -> None:
         super().__init__(reason)
         self.step = step
         self.reason = reason
+        # The host or network failed (unreachable, timed out), not the release: exit code 3.
+        self.infrastructure = infrastructure
+
+
+def _is_infrastructure(exc: BaseException) -> bool:
+    return isinstance(exc, InfrastructureError) and not isinstance(exc, CommandFailed)
 
 
 @dataclass
@@ -59,6 +63,17 @@ class RunResult:
     previous_tag: str | None = None
     checks: list[CheckResult] = field(default_factory=list)
     phase_seconds: list[tuple[Phase, float]] = field(default_factory=list)
+    infrastructure: bool = False  # the failure came from a host or the network
+    skipped_hosts: list[str] = field(default_factory=list)  # --keep-going: left on their release
+
+    @property
+    def exit_code(self) -> int:
+        """DESIGN.md's codes: 0 ok, 1 a gate or step failed, 3 infrastructure, 130 interrupted."""
+        if self.outcome is Outcome.SUCCEEDED:
+            return 0
+        if self.outcome is Outcome.ABORTED:
+            return 130
+        return 3 if self.infrastructure else 1
 
 
 @dataclass
@@ -76,6 +91,8 @@ class Runner:
     result: RunResult = field(default_factory=lambda: RunResult(Outcome.RUNNING, 0.0))
     # A rollback run writes this as each host's previous version (None: remove the file).
     previous_after_rollback: str | None = None
+    keep_going: bool = False  # --keep-going: hosts failing to install are left out
+    excluded: set[str] = field(default_factory=set)
     _started: float = 0.0
 
     async def run(self) -> RunResult:
@@ -131,13 +148,19 @@ class Runner:
         """Run a batch: hosts in parallel, each host's steps in order; wait for all, then fail."""
         by_host: dict[str | None, list[PlannedStep]] = {}
         for step in steps:
-            by_host.setdefault(step.host, []).append(step)
-        limit = asyncio.Semaphore(MAX_PARALLEL_HOSTS)
+            if step.host not in self.excluded:
+                by_host.setdefault(step.host, []).append(step)
+        limit = asyncio.Semaphore(self.runbook.environment(self.plan.env).parallel)
 
         async def chain(host_steps: list[PlannedStep]) -> None:
             async with limit:
                 for step in host_steps:
-                    await self._step(step, self._action(step))
+                    try:
+                        await self._step(step, self._action(step))
+                    except StepFailed as failure:
+                        if not self._leave_out(failure):
+                            raise
+                        return
 
         # Let every host of the batch finish: abandoning a host mid-switch is worse than waiting.
         outcomes = await asyncio.gather(
@@ -146,6 +169,24 @@ class Runner:
         for outcome in outcomes:
             if isinstance(outcome, BaseException):
                 raise outcome
+
+    def _leave_out(self, failure: StepFailed) -> bool:
+        """--keep-going: a host whose install failed stays on its release; the rest go on.
+        Never for switches: a host that failed to switch is always put back."""
+        host = failure.step.host
+        if not (self.keep_going and failure.step.name == "install" and host is not None):
+            return False
+        self.excluded.add(host)
+        self.result.skipped_hosts.append(host)
+        self.events.emit(
+            Note(
+                message=f"{host}: install failed, left out (--keep-going): {failure.reason}",
+                level="warn",
+            )
+        )
+        if len(self.excluded) == len(self.plan.hosts):
+            raise failure  # nothing left to deploy to
+        return True
 
     async def _check_phase(self, phase: Phase) -> None:
         failures: list[StepFailed] = []
@@ -173,7 +214,7 @@ class Runner:
         except Exception as exc:  # any error from a host or the network fails this step
             reason = str(exc) or type(exc).__name__
             self._step_done(ref, StepStatus.FAILED, started, reason)
-            raise StepFailed(step, reason) from exc
+            raise StepFailed(step, reason, infrastructure=_is_infrastructure(exc)) from exc
         self._step_done(ref, StepStatus.SUCCEEDED, started, output)
 
     def _step_done(self, ref: StepRef, status: StepStatus, started: float, output: str) -> None:
@@ -187,6 +228,8 @@ class Runner:
         match step.name, target:
             case "artifact", _:
                 return lambda: self._checks(step, [self._artifact_check()])
+            case "connect", Target():
+                return lambda: self._connect(target)
             case "disk", Target():
                 return lambda: self._disk(step, target)
             case "production-health", Target():
@@ -232,6 +275,11 @@ class Runner:
             "present, checksum matches",
             f"sha256 {artifact.sha256}",
         )
+
+    @staticmethod
+    async def _connect(target: Target) -> str:
+        result = await target.host.run(["uname", "-n"], timeout=60)
+        return f"reached {result.stdout.strip() or target.name}"
 
     async def _disk(self, step: PlannedStep, target: Target) -> str:
         limit = self.runbook.checks.disk_max
@@ -318,7 +366,7 @@ class Runner:
         """Pruning old releases is housekeeping: a failure is reported, never fails the deploy."""
         for step in self.plan.steps_in(Phase.FINALIZE):
             target = self.targets[step.host] if step.host else None
-            if target is None:
+            if target is None or target.name in self.excluded:
                 continue
 
             async def prune(target: Target = target) -> str:
@@ -335,6 +383,7 @@ class Runner:
     # --- failure ---------------------------------------------------------------------------
 
     async def _on_failure(self, failure: StepFailed) -> None:
+        self.result.infrastructure = failure.infrastructure
         self.result.failed_host = failure.step.host
         self.result.failed_step = f"{failure.step.phase}/{failure.step.name}"
         self.result.reason = failure.reason

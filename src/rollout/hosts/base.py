@@ -8,7 +8,7 @@ that needs a pipe or a redirect builds ``["sh", "-c", script]`` with every value
 from __future__ import annotations
 
 import shlex
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -64,6 +64,10 @@ class Host(Protocol):
         check: bool = True,
     ) -> CommandResult:
         """Run ``argv``; raise ``CommandFailed`` on a non-zero exit when ``check``."""
+        ...
+
+    def stream(self, argv: Sequence[str]) -> AsyncIterator[str]:
+        """Run ``argv`` and yield its output line by line as it comes (``logs --follow``)."""
         ...
 
     async def put(self, local: Path, remote: str) -> None:

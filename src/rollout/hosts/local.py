@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 
 from rollout.errors import HostError
@@ -71,6 +71,23 @@ class LocalHost:
             err.decode(errors="replace"),
         )
         return result.check(self._name) if check else result
+
+    async def stream(self, argv: Sequence[str]) -> AsyncIterator[str]:
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            cwd=self._root,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        assert proc.stdout is not None
+        try:
+            async for line in proc.stdout:
+                yield line.decode(errors="replace").rstrip("\n")
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+            await proc.wait()
 
     async def put(self, local: Path, remote: str) -> None:
         await asyncio.to_thread(self._copy, local, Path(remote))

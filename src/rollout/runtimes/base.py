@@ -72,6 +72,12 @@ class Runtime(Protocol):
         """What the host says runs, from its files and its processes."""
         ...
 
+    def logs_argv(
+        self, target: Target, *, service: str | None, tail: int, follow: bool
+    ) -> list[str]:
+        """The command that prints (and with ``follow`` keeps printing) the app's log."""
+        ...
+
     async def prune(self, target: Target, keep: int) -> list[str]:
         """Remove old releases beyond ``keep``, never the current or previous one."""
         ...

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 
 import httpx
 
-from rollout.errors import HostError
+from rollout.errors import NotHealthy
 
 # Poll fast at first (a small app is up in well under a second), then back off a little:
 # each poll costs the app one request, and every 0.1 s of latency here is deploy time.
@@ -23,7 +23,7 @@ async def wait_healthy(
     timeout: float,
     still_starting: Callable[[], Awaitable[str | None]] | None = None,
 ) -> str:
-    """Poll ``url`` until it answers 2xx; return evidence, or raise ``HostError`` at the deadline.
+    """Poll ``url`` until it answers 2xx; return evidence, or raise ``NotHealthy`` at the deadline.
 
     ``still_starting`` lets the runtime stop waiting early when the process has already died,
     returning why (for example the tail of its log).
@@ -45,9 +45,9 @@ async def wait_healthy(
             if still_starting is not None:
                 died = await still_starting()
                 if died is not None:
-                    raise HostError(host, f"app exited before {url} was healthy\n{died}")
+                    raise NotHealthy(host, f"app exited before {url} was healthy\n{died}")
             if time.monotonic() + delay > deadline:
-                raise HostError(
+                raise NotHealthy(
                     host,
                     f"{url} not healthy within {timeout:.0f}s (last: {last})",
                     hint="check the app's log and runtime.health_url / health_timeout",

@@ -19,7 +19,7 @@ import shlex
 from collections.abc import Mapping
 
 from rollout.config import ReleaseDirRuntime
-from rollout.errors import HostError
+from rollout.errors import BadInput, HostError
 from rollout.model import HostState
 from rollout.runtimes import health
 from rollout.runtimes.base import Artifact, Target
@@ -281,6 +281,19 @@ class ReleaseDirectories:
             link=posixpath.basename(fields.get("link", "")) or None,
             releases=tuple(sorted(releases)),
         )
+
+    def logs_argv(
+        self, target: Target, *, service: str | None, tail: int, follow: bool
+    ) -> list[str]:
+        if self.settings.launcher is None:
+            raise BadInput(
+                "this runtime starts the app through a service manager; its log is there",
+                hint="e.g. rollout exec ENV -- journalctl -u <unit> -n 100",
+            )
+        if service not in (None, "web"):
+            raise BadInput(f"release-dir apps have one log (web), not {service!r}")
+        logfile = posixpath.join(self.deploy_to(target), LOGFILE)
+        return ["tail", "-n", str(tail), *(["-F"] if follow else []), logfile]
 
     async def prune(self, target: Target, keep: int) -> list[str]:
         state = await self.state(target)

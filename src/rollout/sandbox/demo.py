@@ -13,8 +13,7 @@ from rich.table import Table
 
 from rollout.cli.console import ConsoleSink, human_seconds, outcome_text
 from rollout.config import Runbook, load_runbook
-from rollout.engine.operations import Report, deploy, targets_for
-from rollout.hosts import connect_hosts
+from rollout.engine.operations import Report, deploy, open_targets
 from rollout.model import Outcome
 from rollout.runtimes import make_runtime
 from rollout.sandbox.build import build_artifacts, demo_releases, write_runbook
@@ -60,8 +59,8 @@ def run_demo(directory: Path | None, *, keep_running: bool, console: Console) ->
 
 async def stop_apps(runbook: Runbook) -> None:
     runtime = make_runtime(runbook.runtime)
-    for env_name, env in runbook.environments.items():
-        targets = targets_for(runbook, env_name, connect_hosts(env, runbook.config_dir))
+    for env_name in runbook.environments:
+        targets = open_targets(runbook, env_name)
         stop = getattr(runtime, "stop", None)
         if stop is not None:
             await asyncio.gather(*(stop(t, "-") for t in targets.values()))

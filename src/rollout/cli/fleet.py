@@ -1,0 +1,150 @@
+"""Commands over a fleet of hosts: ``hosts trust``, ``exec`` and ``logs``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from rollout.cli.common import DEFAULT_CONFIG, ConfigOption, JsonOption, console, load, print_json
+
+hosts_app = typer.Typer(
+    help="The environment's hosts: record their SSH keys.", no_args_is_help=True
+)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(hosts_app, name="hosts")
+    app.command("exec")(exec_command)
+    app.command("logs")(logs_command)
+
+
+@hosts_app.command("trust")
+def trust_command(
+    env: Annotated[str, typer.Argument(help="Environment whose SSH hosts to trust.")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Record without asking.")] = False,
+    replace: Annotated[bool, typer.Option("--replace", help="Replace keys that changed.")] = False,
+    config: ConfigOption = DEFAULT_CONFIG,
+) -> None:
+    """Show each SSH host's key fingerprint and record it in known_hosts, on purpose.
+
+    Example: rollout hosts trust production
+    """
+    from rollout.cli.deploy import run_cancellable
+    from rollout.hosts import trust
+
+    runbook = load(config)
+    specs = [h for h in runbook.environment(env).hosts if h.kind == "ssh"]
+    known = trust.known_hosts_file(runbook.ssh, runbook.config_dir)
+
+    async def gather() -> list[trust.Offered]:
+        return [await trust.offered_key(spec, known) for spec in specs]
+
+    offers = run_cancellable(gather())
+    out = console()
+    for offer in offers:
+        style = {"new": "yellow", "known": "green", "changed": "bold red"}[offer.status]
+        out.print(
+            f"{offer.host:<16} {offer.where:<24} {offer.fingerprint}  [{style}]{offer.status}[/]",
+            highlight=False,
+        )
+    pending = [o for o in offers if o.status == "new" or (o.status == "changed" and replace)]
+    if any(o.status == "changed" for o in offers) and not replace:
+        out.print("[red]a key changed: left as it is; check it, then run again with --replace[/]")
+    if not pending:
+        out.print(f"nothing to record in {known}", highlight=False)
+        return
+    if not yes and not typer.confirm(f"record {len(pending)} key(s) in {known}?"):
+        raise typer.Exit(1)
+    written = trust.record(known, offers, replace=replace)
+    out.print(f"recorded {len(written)} key(s) in {known}", highlight=False)
+
+
+def exec_command(
+    env: Annotated[str, typer.Argument(help="Environment.")],
+    command: Annotated[list[str], typer.Argument(help="The command and its arguments, after --.")],
+    role: Annotated[str | None, typer.Option("--role", help="Only hosts with this role.")] = None,
+    config: ConfigOption = DEFAULT_CONFIG,
+    as_json: JsonOption = False,
+) -> None:
+    """Run one command on every host (or every host with --role), output grouped per host.
+
+    Example: rollout exec production --role web -- df -h /
+    """
+    from rollout.cli.deploy import run_cancellable
+    from rollout.engine import fleet
+    from rollout.engine.operations import close_targets, open_targets
+
+    runbook = load(config)
+    targets = open_targets(runbook, env)
+
+    async def go() -> list[fleet.HostOutput]:
+        try:
+            chosen = fleet.select(runbook, env, targets, role)
+            return await fleet.run_everywhere(
+                chosen, command, parallel=runbook.environment(env).parallel
+            )
+        finally:
+            await close_targets(targets)
+
+    results = run_cancellable(go())
+    if as_json:
+        print_json([r.__dict__ for r in results])
+    else:
+        out = console()
+        for r in results:
+            mark = (
+                "[green]ok[/]"
+                if r.exit_status == 0
+                else f"[red]exit {r.exit_status}[/]"
+                if r.exit_status is not None
+                else "[red]unreachable[/]"
+            )
+            out.print(f"[bold]── {r.host}[/] {mark} [dim]{r.seconds:.2f} s[/]", highlight=False)
+            if r.output:
+                out.print(runbook.redactor.redact(r.output), highlight=False, markup=False)
+    if any(r.exit_status is None for r in results):
+        raise typer.Exit(3)
+    if any(r.exit_status != 0 for r in results):
+        raise typer.Exit(1)
+
+
+def logs_command(
+    env: Annotated[str, typer.Argument(help="Environment.")],
+    service: Annotated[
+        str | None, typer.Option("--service", help="web or db (compose services).")
+    ] = None,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing new lines.")
+    ] = False,
+    tail: Annotated[int, typer.Option("--tail", "-n", help="Lines of history per host.")] = 50,
+    role: Annotated[str | None, typer.Option("--role", help="Only hosts with this role.")] = None,
+    config: ConfigOption = DEFAULT_CONFIG,
+) -> None:
+    """The app's log from every host, each line prefixed with its host (the runbook's log terminals).
+
+    Example: rollout logs production --follow --tail 20
+    """
+    from rich.markup import escape
+
+    from rollout.cli.deploy import run_cancellable
+    from rollout.engine import fleet
+    from rollout.engine.operations import close_targets, open_targets
+
+    runbook = load(config)
+    targets = open_targets(runbook, env)
+    out = console()
+
+    async def go() -> None:
+        try:
+            chosen = fleet.select(runbook, env, targets, role)
+            async for host, line in fleet.follow_logs(
+                runbook, chosen, service=service, tail=tail, follow=follow
+            ):
+                out.print(
+                    f"[cyan]{host}[/] | {escape(runbook.redactor.redact(line))}", highlight=False
+                )
+        finally:
+            await close_targets(targets)
+
+    run_cancellable(go())
