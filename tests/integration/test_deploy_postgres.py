@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from tests.fixtures.sandbox import TAGS, make_sandbox
 
 

@@ -9,13 +9,13 @@ import threading
 from pathlib import Path
 
 import pytest
-from tests.fixtures.sandbox import TAGS, build_artifact
 
 from rollout.config import ReleaseDirRuntime
 from rollout.errors import CommandFailed
 from rollout.hosts.local import LocalHost
 from rollout.runtimes.base import Artifact, Target
 from rollout.runtimes.release_dir import ReleaseDirectories
+from tests.fixtures.sandbox import TAGS, build_artifact
 
 V1, V2, V3 = TAGS
 

@@ -10,12 +10,12 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.fixtures.sandbox import TAGS, make_sandbox
 
 from rollout.config import Launcher, ReleaseDirRuntime
 from rollout.hosts.local import LocalHost
 from rollout.runtimes.base import Target
 from rollout.runtimes.release_dir import ReleaseDirectories
+from tests.fixtures.sandbox import TAGS, make_sandbox
 
 V1, V2 = TAGS[:2]
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from tests.fixtures.sandbox import TAGS, make_sandbox
 
 from rollout.config import load_runbook
 from rollout.engine.plan import plan_deploy, plan_rollback
 from rollout.errors import BadInput, BadTag
 from rollout.model import Phase
+from tests.fixtures.sandbox import TAGS, make_sandbox
 
 V1 = TAGS[0]
 
