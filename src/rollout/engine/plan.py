@@ -198,6 +198,11 @@ def _preflight_host_steps(runbook: Runbook, env: Environment) -> list[PlannedSte
         )
         steps.append(PlannedStep(Phase.PREFLIGHT, "disk", h.name, f"disk use of {mounts} {limit}"))
         steps.append(
+            PlannedStep(
+                Phase.PREFLIGHT, "runtime", h.name, f"{runbook.runtime.kind} ready for the release"
+            )
+        )
+        steps.append(
             PlannedStep(Phase.PREFLIGHT, "production-health", h.name, "running release healthy")
         )
     return steps

@@ -230,6 +230,8 @@ class Runner:
                 return lambda: self._checks(step, [self._artifact_check()])
             case "connect", Target():
                 return lambda: self._connect(target)
+            case "runtime", Target():
+                return lambda: self._runtime_checks(step, target)
             case "disk", Target():
                 return lambda: self._disk(step, target)
             case "production-health", Target():
@@ -280,6 +282,10 @@ class Runner:
     async def _connect(target: Target) -> str:
         result = await target.host.run(["uname", "-n"], timeout=60)
         return f"reached {result.stdout.strip() or target.name}"
+
+    async def _runtime_checks(self, step: PlannedStep, target: Target) -> str:
+        results = await self.runtime.preflight(target, self.plan.tag)
+        return await self._checks(step, results) if results else "nothing to check"
 
     async def _disk(self, step: PlannedStep, target: Target) -> str:
         limit = self.runbook.checks.disk_max

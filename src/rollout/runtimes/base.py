@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Protocol
 
 from rollout.hosts.base import Host
-from rollout.model import HostState
+from rollout.model import CheckResult, HostState
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,11 @@ class Artifact:
 
 class Runtime(Protocol):
     """How releases live on a host: install, activate, health, state, clean up."""
+
+    async def preflight(self, target: Target, tag: str) -> list[CheckResult]:
+        """The runtime's own pre-flight checks on a host (compose: the compose file and the
+        image exist), run before anything changes; [] when it has none."""
+        ...
 
     async def installed(self, target: Target, tag: str) -> bool:
         """Whether ``tag`` is fully installed (and so may be switched to) on the host."""

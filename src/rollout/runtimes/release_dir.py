@@ -20,7 +20,7 @@ from collections.abc import Mapping
 
 from rollout.config import ReleaseDirRuntime
 from rollout.errors import BadInput, HostError
-from rollout.model import HostState
+from rollout.model import CheckResult, HostState
 from rollout.runtimes import health
 from rollout.runtimes.base import Artifact, Target
 from rollout.runtimes.template import render, render_all
@@ -101,6 +101,9 @@ class ReleaseDirectories:
         return result.stdout
 
     # --- install ---------------------------------------------------------------------------
+
+    async def preflight(self, target: Target, tag: str) -> list[CheckResult]:
+        return []  # the artifact is checked once, on the controller, while planning
 
     async def installed(self, target: Target, tag: str) -> bool:
         marker = posixpath.join(self.deploy_to(target), "releases", tag, MARKER)
