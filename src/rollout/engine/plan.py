@@ -110,7 +110,10 @@ def _sha256(path: Path) -> str:
 def plan_deploy(runbook: Runbook, env_name: str, tag: str) -> Plan:
     env = runbook.environment(env_name)
     release = Release.parse(tag, runbook.release.tag_pattern)
-    artifact = resolve_artifact(runbook, release.tag)
+    # A release-dir artifact is a file here; a compose artifact is an image the hosts check.
+    artifact = (
+        resolve_artifact(runbook, release.tag) if runbook.runtime.kind == "release-dir" else None
+    )
     names = tuple(h.name for h in env.hosts)
     groups = batches(names, env.batch_size(len(names)))
     steps: list[PlannedStep] = [
@@ -183,7 +186,7 @@ def _switch_steps(phase: Phase, groups: tuple[tuple[str, ...], ...], tag: str) -
 
 def _artifact_detail(artifact: Artifact | None) -> str:
     if artifact is None:
-        return "no artifact configured (the runtime fetches the release)"
+        return "no artifact file: the runtime checks the release on each host"
     return f"{artifact.path.name} sha256 {artifact.sha256[:12]}"
 
 
