@@ -49,15 +49,17 @@ def trust_command(
             highlight=False,
         )
     pending = [o for o in offers if o.status == "new" or (o.status == "changed" and replace)]
-    if any(o.status == "changed" for o in offers) and not replace:
-        out.print("[red]a key changed: left as it is; check it, then run again with --replace[/]")
-    if not pending:
+    changed_left = any(o.status == "changed" for o in offers) and not replace
+    if pending and (yes or typer.confirm(f"record {len(pending)} key(s) in {known}?")):
+        written = trust.record(known, offers, replace=replace)
+        out.print(f"recorded {len(written)} key(s) in {known}", highlight=False)
+    elif not pending:
         out.print(f"nothing to record in {known}", highlight=False)
-        return
-    if not yes and not typer.confirm(f"record {len(pending)} key(s) in {known}?"):
+    if changed_left:
+        out.print(
+            "[red]a key changed and was left as it is: check it, then run again with --replace[/]"
+        )
         raise typer.Exit(1)
-    written = trust.record(known, offers, replace=replace)
-    out.print(f"recorded {len(written)} key(s) in {known}", highlight=False)
 
 
 def exec_command(

@@ -43,6 +43,7 @@ def status_command(
                     {
                         "host": h.host,
                         "current": h.current,
+                        "runs": h.link,
                         "previous": h.previous,
                         "running": h.running,
                         "healthy": h.healthy,
@@ -66,12 +67,14 @@ def status_command(
         return
     out = console()
     table = Table(title=f"{runbook.app} / {env}", title_justify="left")
-    for column in ("host", "current", "previous", "running", "healthy", "releases"):
+    for column in ("host", "current", "runs", "previous", "running", "healthy", "releases"):
         table.add_column(column)
     for h in st.hosts:
+        runs = h.link or "-"
         table.add_row(
             h.host,
             h.current or "-",
+            runs if h.link in (None, h.current) else f"[red]{runs}[/]",
             h.previous or "-",
             _yes_no(h.running),
             _yes_no(h.healthy),
@@ -79,7 +82,9 @@ def status_command(
         )
     out.print(table)
     if st.drift:
-        out.print("[yellow]drift: hosts run different releases[/]")
+        out.print(
+            "[yellow]drift: hosts run different releases, or not the one their version file names[/]"
+        )
     lock = (
         "free"
         if st.lock is None

@@ -65,7 +65,11 @@ class EnvStatus:
 
     @property
     def drift(self) -> bool:
-        return len({h.current for h in self.hosts}) > 1
+        """Hosts run different releases, or a host runs another release than its files say."""
+        actual = {h.link or h.current for h in self.hosts}
+        return len(actual) > 1 or any(
+            h.link is not None and h.link != h.current for h in self.hosts
+        )
 
 
 def events_dir(runbook: Runbook) -> Path:
@@ -96,7 +100,7 @@ def targets_for(runbook: Runbook, env_name: str, hosts: dict[str, Host]) -> dict
 
 def _prepare(runbook: Runbook, plan: Plan) -> tuple[Runtime, dict[str, Target]]:
     """Build hosts, runtime and targets and fill every template once, before any connection."""
-    runtime = make_runtime(runbook.runtime)
+    runtime = make_runtime(runbook.runtime, runbook.release.artifact)
     targets = open_targets(runbook, plan.env)
     for target in targets.values():
         runtime.check_templates(target, plan.tag)
@@ -139,7 +143,7 @@ async def rollback(
     options = options or Options()
     if to is not None:
         Release.parse(to, runbook.release.tag_pattern)
-    runtime = make_runtime(runbook.runtime)
+    runtime = make_runtime(runbook.runtime, runbook.release.artifact)
     targets = open_targets(runbook, env_name)
     try:
         target_tag = to or await _common_previous(runtime, targets)
@@ -252,7 +256,7 @@ def _previous_of(store: Store, env: str, tag: str) -> str | None:
 
 
 async def status(runbook: Runbook, env_name: str) -> EnvStatus:
-    runtime = make_runtime(runbook.runtime)
+    runtime = make_runtime(runbook.runtime, runbook.release.artifact)
     targets = open_targets(runbook, env_name)
     try:
         states = await asyncio.gather(*(_host_status(runtime, t) for t in targets.values()))

@@ -18,7 +18,7 @@ from typing import Any
 import asyncssh
 
 from rollout.config import HostConfig, SshSettings
-from rollout.errors import HostError
+from rollout.errors import CommandFailed, HostError
 from rollout.hosts.base import CommandResult
 
 
@@ -208,6 +208,8 @@ class SshHost:
         try:
             async with conn.start_sftp_client() as sftp:
                 await sftp.put(str(local), staging)
+        except asyncssh.SFTPError as exc:  # the host answered: a path or permission problem there
+            raise CommandFailed(self.name, f"sftp put {staging}", 1, _reason(exc)) from exc
         except (OSError, asyncssh.Error) as exc:
             raise HostError(
                 self.name, f"cannot upload {local.name} to {remote}: {_reason(exc)}"
@@ -221,6 +223,8 @@ class SshHost:
         try:
             async with conn.start_sftp_client() as sftp:
                 await sftp.get(remote, str(local))
+        except asyncssh.SFTPError as exc:
+            raise CommandFailed(self.name, f"sftp get {remote}", 1, _reason(exc)) from exc
         except (OSError, asyncssh.Error) as exc:
             raise HostError(self.name, f"cannot download {remote}: {_reason(exc)}") from exc
 

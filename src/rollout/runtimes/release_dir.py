@@ -120,7 +120,7 @@ class ReleaseDirectories:
         marker = posixpath.join(final, MARKER)
         # Tags are immutable: the same tag with other bytes is refused, never overwritten.
         probe = (
-            f"mkdir -p {q(releases)}; "
+            f"set -e; mkdir -p {q(releases)}; "
             f"if [ -f {q(marker)} ]; then "
             f'  if [ "$(cat {q(marker)})" = {q(artifact.sha256)} ]; then echo installed; '
             f"  else echo 'release {tag} is installed with another checksum; tags are immutable' >&2;"
