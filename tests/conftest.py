@@ -1,1 +1,6 @@
-pytest_plugins = ["tests.fixtures.postgres", "tests.fixtures.sandbox", "tests.fixtures.sshd"]
+pytest_plugins = [
+    "tests.fixtures.podman",
+    "tests.fixtures.postgres",
+    "tests.fixtures.sandbox",
+    "tests.fixtures.sshd",
+]

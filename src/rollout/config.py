@@ -224,6 +224,68 @@ class ComposeRuntime(_Section):
     pull: bool = True
     health_url: str | None = None
     health_timeout: Duration = timedelta(seconds=60)
+    # The compose project name (`-p`); None: the tool's own default (the compose file's folder).
+    project: str | None = None
+    # Extra environment for every compose and engine command (DOCKER_HOST, CONTAINERS_CONF...).
+    env: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("env", mode="before")
+    @classmethod
+    def _env_as_text(cls, value: object) -> object:
+        # Ports and timeouts read as YAML numbers are meant as text.
+        if isinstance(value, dict):
+            return {
+                k: str(v) if isinstance(v, int | float) and not isinstance(v, bool) else v
+                for k, v in value.items()
+            }
+        return value
+
+    @field_validator("env")
+    @classmethod
+    def _env_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:
+            if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) is None:
+                raise ValueError(f"{name!r} is not an environment variable name")
+        return value
+
+    @field_validator("project")
+    @classmethod
+    def _project_name(cls, value: str | None) -> str | None:
+        if value is not None and re.fullmatch(r"[a-z0-9][a-z0-9_-]*", value) is None:
+            raise ValueError(
+                "lowercase letters, digits, '-' and '_', starting with a letter or digit"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _engine_known(self) -> Self:
+        _ = self.container_engine  # raises on a command that cannot be split or placed
+        return self
+
+    @property
+    def command_argv(self) -> list[str]:
+        """`command` split like a shell would, never pasted into one."""
+        import shlex
+
+        try:
+            argv = shlex.split(self.command)
+        except ValueError as exc:
+            raise ValueError(f"command: cannot split {self.command!r}: {exc}") from exc
+        if not argv:
+            raise ValueError("command: empty; e.g. docker compose, docker-compose, podman-compose")
+        return argv
+
+    @property
+    def container_engine(self) -> Literal["docker", "podman"]:
+        """`engine`, or the one `command` belongs to (docker compose -> docker, podman-compose -> podman)."""
+        if self.engine is not None:
+            return self.engine
+        program = self.command_argv[0].rsplit("/", 1)[-1]
+        if program in ("docker", "docker-compose"):
+            return "docker"
+        if program in ("podman", "podman-compose"):
+            return "podman"
+        raise ValueError(f"engine: cannot tell from command {self.command!r}; set docker or podman")
 
 
 Runtime = Annotated[ReleaseDirRuntime | ComposeRuntime, Field(discriminator="kind")]

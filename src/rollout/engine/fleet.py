@@ -76,7 +76,7 @@ async def follow_logs(
     runbook: Runbook, targets: Sequence[Target], *, service: str | None, tail: int, follow: bool
 ) -> AsyncIterator[tuple[str, str]]:
     """(host, line) pairs from every host's app log; merged as they arrive when following."""
-    runtime = make_runtime(runbook.runtime)
+    runtime = make_runtime(runbook.runtime, runbook.release.artifact)
     queue: asyncio.Queue[tuple[str, str] | None] = asyncio.Queue()
 
     async def pump(target: Target) -> None:

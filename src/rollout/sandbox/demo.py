@@ -58,7 +58,7 @@ def run_demo(directory: Path | None, *, keep_running: bool, console: Console) ->
 
 
 async def stop_apps(runbook: Runbook) -> None:
-    runtime = make_runtime(runbook.runtime)
+    runtime = make_runtime(runbook.runtime, runbook.release.artifact)
     for env_name in runbook.environments:
         targets = open_targets(runbook, env_name)
         stop = getattr(runtime, "stop", None)
