@@ -179,7 +179,7 @@ import asyncio, json, sys
 from pathlib import Path
 from rollout.config import load_runbook
 from rollout.engine import fleet
-from rollout.engine.operations import close_targets, open_targets
+from rollout.engine.targets import close_targets, open_targets
 
 spec = json.load(open(sys.argv[1]))
 
@@ -460,7 +460,7 @@ class Bench:
     def rollout_in_process(self) -> tuple[float, float]:
         from rollout.config import load_runbook
         from rollout.engine import fleet
-        from rollout.engine.operations import close_targets, open_targets
+        from rollout.engine.targets import close_targets, open_targets
 
         async def work() -> None:
             runbook = load_runbook(self.base / "fanout" / "rollout.yml")

@@ -75,7 +75,7 @@ def exec_command(
     """
     from rollout.cli.deploy import run_cancellable
     from rollout.engine import fleet
-    from rollout.engine.operations import close_targets, open_targets
+    from rollout.engine.targets import close_targets, open_targets
 
     runbook = load(config)
     targets = open_targets(runbook, env)
@@ -131,7 +131,7 @@ def logs_command(
 
     from rollout.cli.deploy import run_cancellable
     from rollout.engine import fleet
-    from rollout.engine.operations import close_targets, open_targets
+    from rollout.engine.targets import close_targets, open_targets
 
     runbook = load(config)
     targets = open_targets(runbook, env)

@@ -21,11 +21,10 @@ from rollout.engine.lock import deploy_lock, whoami
 from rollout.engine.plan import Plan, plan_deploy, plan_rollback
 from rollout.engine.record import JsonlSink, StoreSink
 from rollout.engine.runner import Runner, RunResult
+from rollout.engine.targets import close_targets, open_targets
 from rollout.errors import BadInput, RollbackRefused
-from rollout.hosts import Host, connect_hosts
 from rollout.model import HostState, Kind, Outcome, Phase, Release
 from rollout.runtimes import Runtime, Target, make_runtime
-from rollout.runtimes.template import render
 from rollout.store import DeploymentRecord, LockInfo, Store, open_store
 
 
@@ -76,28 +75,6 @@ def events_dir(runbook: Runbook) -> Path:
     return runbook.config_dir / ".rollout" / "events"
 
 
-def open_targets(runbook: Runbook, env_name: str) -> dict[str, Target]:
-    """Every host of the environment as a target; connections open on first use."""
-    env = runbook.environment(env_name)
-    return targets_for(runbook, env_name, connect_hosts(env, runbook.config_dir, runbook.ssh))
-
-
-def targets_for(runbook: Runbook, env_name: str, hosts: dict[str, Host]) -> dict[str, Target]:
-    env = runbook.environment(env_name)
-    targets = {}
-    for spec in env.hosts:
-        values = {"host": spec.name, "address": spec.address, "env": env_name, **spec.vars}
-        url = (
-            render(spec.url, values, where=f"environments.{env_name}.hosts.{spec.name}.url")
-            if spec.url
-            else None
-        )
-        targets[spec.name] = Target(
-            host=hosts[spec.name], env=env_name, vars=dict(spec.vars), url=url
-        )
-    return targets
-
-
 def _prepare(runbook: Runbook, plan: Plan) -> tuple[Runtime, dict[str, Target]]:
     """Build hosts, runtime and targets and fill every template once, before any connection."""
     runtime = make_runtime(runbook.runtime, runbook.release.artifact)
@@ -105,10 +82,6 @@ def _prepare(runbook: Runbook, plan: Plan) -> tuple[Runtime, dict[str, Target]]:
     for target in targets.values():
         runtime.check_templates(target, plan.tag)
     return runtime, targets
-
-
-async def close_targets(targets: dict[str, Target]) -> None:
-    await asyncio.gather(*(t.host.close() for t in targets.values()), return_exceptions=True)
 
 
 async def deploy(

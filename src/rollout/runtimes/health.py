@@ -6,8 +6,6 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
-import httpx
-
 from rollout.errors import NotHealthy
 
 # Poll fast at first (a small app is up in well under a second), then back off a little:
@@ -28,6 +26,8 @@ async def wait_healthy(
     ``still_starting`` lets the runtime stop waiting early when the process has already died,
     returning why (for example the tail of its log).
     """
+    import httpx  # here, not at the top: `rollout exec` and `logs` never poll and skip its import
+
     deadline = time.monotonic() + timeout
     delay = _FIRST_POLL
     last = "no answer yet"

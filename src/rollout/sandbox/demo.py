@@ -13,7 +13,8 @@ from rich.table import Table
 
 from rollout.cli.console import ConsoleSink, human_seconds, outcome_text
 from rollout.config import Runbook, load_runbook
-from rollout.engine.operations import Report, deploy, open_targets
+from rollout.engine.operations import Report, deploy
+from rollout.engine.targets import open_targets
 from rollout.model import Outcome
 from rollout.runtimes import make_runtime
 from rollout.sandbox.build import build_artifacts, demo_releases, write_runbook
