@@ -38,8 +38,10 @@ lint: venv
 	$(BIN)/mypy
 
 bench: venv
+	$(UV) sync --frozen --compile-bytecode --group bench --python $(PYTHON)
 	$(BIN)/python benchmarks/cli_startup.py
 	$(BIN)/python benchmarks/deploy_overhead.py
+	$(BIN)/python benchmarks/fanout.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

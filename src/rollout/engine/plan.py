@@ -120,12 +120,7 @@ def plan_deploy(runbook: Runbook, env_name: str, tag: str) -> Plan:
         PlannedStep(Phase.PREFLIGHT, "artifact", None, _artifact_detail(artifact)),
         *_preflight_host_steps(runbook, env),
     ]
-    steps += [
-        PlannedStep(
-            Phase.DEPLOY, "install", h, f"unpack {tag} into releases/{tag} (checksum verified)"
-        )
-        for h in names
-    ]
+    steps += [PlannedStep(Phase.DEPLOY, "install", h, _install_detail(runbook, tag)) for h in names]
     steps += _switch_steps(Phase.DEPLOY, groups, tag)
     steps += _verify_steps(runbook, env, tag)
     steps += [
@@ -170,6 +165,12 @@ def plan_rollback(runbook: Runbook, env_name: str, target: str, *, reason: str |
         "a host failing: stop and report it",
         reason=reason,
     )
+
+
+def _install_detail(runbook: Runbook, tag: str) -> str:
+    if runbook.runtime.kind == "compose":
+        return f"pull the image for {tag} (the running containers are untouched)"
+    return f"unpack {tag} into releases/{tag} (checksum verified)"
 
 
 def _switch_steps(phase: Phase, groups: tuple[tuple[str, ...], ...], tag: str) -> list[PlannedStep]:

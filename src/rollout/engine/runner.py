@@ -267,9 +267,12 @@ class Runner:
     def _artifact_check(self) -> CheckResult:
         artifact = self.plan.artifact
         if artifact is None:
-            return CheckResult(
-                "artifact", CheckStatus.SKIP, "", "", "no release.artifact configured"
+            why = (
+                "the release image is checked on each host (the runtime step)"
+                if self.runbook.runtime.kind == "compose"
+                else "no release.artifact configured"
             )
+            return CheckResult("artifact", CheckStatus.SKIP, "", "", why)
         return CheckResult(
             "artifact",
             CheckStatus.PASS,
@@ -309,7 +312,7 @@ class Runner:
             "target-present",
             CheckStatus.PASS if present else CheckStatus.FAIL,
             "installed" if present else "absent",
-            f"releases/{self.plan.tag} fully installed",
+            f"{self.plan.tag} installed",
             f"{target.name}: releases there: {', '.join(self.before[target.name].releases) or 'none'}",
             ""
             if present
@@ -320,7 +323,7 @@ class Runner:
 
     async def _install(self, target: Target) -> str:
         await self.runtime.install(target, self.plan.tag, self.plan.artifact)
-        return f"releases/{self.plan.tag} installed"
+        return f"{self.plan.tag} installed"
 
     async def _activate(self, target: Target) -> str:
         before = self.before.get(target.name)
