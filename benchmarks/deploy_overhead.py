@@ -47,6 +47,7 @@ runtime:
     command: ['{python}', '-m', 'uvicorn', 'united_cars.main:app', '--host', '127.0.0.1', '--port', '{{port}}', '--no-access-log']
     env: {{PYTHONPATH: '{{release_dir}}', UNITED_CARS_DATABASE_URL: 'sqlite:///{{shared_dir}}/united-cars.db'}}
   health_url: 'http://127.0.0.1:{{port}}/api/health'
+checks: {{cpu_max: 100%}}  # hosts share this machine with the benchmark itself
 environments:
   production:
     hosts:

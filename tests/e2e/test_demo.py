@@ -19,22 +19,31 @@ def rollout(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str
     )
 
 
-def test_the_demo_ships_v1_and_v2_and_rolls_a_bad_v3_back(tmp_path: Path) -> None:
+def test_the_demo_ships_v1_and_v2_and_stops_a_bad_v3(tmp_path: Path) -> None:
     demo = rollout("demo", "--dir", str(tmp_path))
     assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr
     assert "rolled back" in demo.stdout and "try next:" in demo.stdout
 
-    production = json.loads(
-        rollout("history", "--env", "production", "--json", "--config", str(tmp_path)).stdout
+    staging = json.loads(
+        rollout("history", "--env", "staging", "--json", "--config", str(tmp_path)).stdout
     )
-    outcomes = [(r["tag"].rsplit("-", 1)[1], r["status"]) for r in reversed(production)]
+    outcomes = [(r["tag"].rsplit("-", 1)[1], r["status"]) for r in reversed(staging)]
     assert outcomes == [
         ("a1b2c3d", "succeeded"),
         ("b2c3d4e", "succeeded"),
         ("c3d4e5f", "rolled_back"),
     ]
-    v3 = production[0]
-    assert v3["failed_step"].startswith("verify/") and v3["previous_tag"].endswith("b2c3d4e")
+    assert staging[0]["failed_step"].startswith("verify/") and staging[0]["previous_tag"].endswith(
+        "b2c3d4e"
+    )
+
+    # Production never got v3: staging does not run it, so pre-flight refused it.
+    production = json.loads(
+        rollout("history", "--env", "production", "--json", "--config", str(tmp_path)).stdout
+    )
+    outcomes = [(r["tag"].rsplit("-", 1)[1], r["status"]) for r in reversed(production)]
+    assert outcomes == [("a1b2c3d", "succeeded"), ("b2c3d4e", "succeeded"), ("c3d4e5f", "failed")]
+    assert production[0]["failed_step"] == "preflight/staging"
 
     status = json.loads(rollout("status", "production", "--json", "--config", str(tmp_path)).stdout)
     assert {h["current"] for h in status["hosts"]} == {

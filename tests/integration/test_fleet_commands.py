@@ -23,6 +23,7 @@ runtime:
   health_url: 'http://127.0.0.1:{{port}}/api/health'
   health_timeout: 10s
 ssh: {{known_hosts: '{known_hosts}', key_file: '{key}', agent: false, connect_timeout: 3s}}
+checks: {{cpu_max: 100%}}  # the test hosts share this machine with the test run
 environments:
   production:
     hosts:

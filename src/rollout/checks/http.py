@@ -122,3 +122,27 @@ async def check_health(
         "" if ok else f"{running} is unhealthy; fix or roll back production first",
         host,
     )
+
+
+async def check_ready(client: httpx.AsyncClient, url: str) -> CheckResult:
+    """Monitoring must be up before a deploy: a release nobody can watch is not shipped."""
+    try:
+        response = await fetch(client, "GET", url, 5.0)
+    except httpx.HTTPError as exc:
+        return CheckResult(
+            "monitoring",
+            CheckStatus.FAIL,
+            "no response",
+            "2xx",
+            f"GET {url}: {type(exc).__name__} {exc}".strip(),
+            "start monitoring (e.g. Prometheus) or fix checks.monitoring_url",
+        )
+    ok = 200 <= response.status < 300
+    return CheckResult(
+        "monitoring",
+        CheckStatus.PASS if ok else CheckStatus.FAIL,
+        f"HTTP {response.status} in {response.elapsed_ms:.0f} ms",
+        "2xx",
+        f"GET {url}",
+        "" if ok else "monitoring answers but is not ready",
+    )

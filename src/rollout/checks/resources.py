@@ -37,3 +37,75 @@ async def check_disk(host: Host, path: str, max_percent: float) -> CheckResult:
         "" if ok else "free space (old releases, logs, images) before deploying",
         host.name,
     )
+
+
+# Two /proc/stat samples this far apart: long enough to smooth a spike, short enough for a gate.
+CPU_SAMPLE_SECONDS = 0.5
+
+
+async def check_cpu(
+    host: Host, max_percent: float, interval: float = CPU_SAMPLE_SECONDS
+) -> CheckResult:
+    """CPU busy share over ``interval``, from two readings of /proc/stat (what `top` does)."""
+    script = f"head -n 1 /proc/stat; sleep {interval:g}; head -n 1 /proc/stat"
+    result = await host.run(["sh", "-c", script], check=False)
+    threshold = f"< {max_percent:g} %"
+    lines = [line.split() for line in result.stdout.splitlines() if line.startswith("cpu ")]
+    if not result.ok or len(lines) != 2:
+        return CheckResult(
+            "cpu",
+            CheckStatus.FAIL,
+            "unreadable",
+            threshold,
+            f"/proc/stat: {result.output[-300:]}",
+            "is this a Linux host?",
+            host.name,
+        )
+    before, after = ([int(v) for v in line[1:]] for line in lines)
+    deltas = [b - a for a, b in zip(before, after, strict=False)]
+    idle = deltas[3] + (deltas[4] if len(deltas) > 4 else 0)  # idle + iowait
+    total = sum(deltas) or 1
+    busy = 100 * (total - idle) / total
+    ok = busy < max_percent or max_percent >= 100  # 100 % means no limit
+    return CheckResult(
+        "cpu",
+        CheckStatus.PASS if ok else CheckStatus.FAIL,
+        f"{busy:.0f} % busy",
+        threshold,
+        f"/proc/stat over {interval:g} s: {total} jiffies, {idle} idle",
+        "" if ok else "find what loads the host (top) before adding a deploy to it",
+        host.name,
+    )
+
+
+async def check_memory(host: Host, max_percent: float) -> CheckResult:
+    """Memory in use, as MemTotal - MemAvailable (what the kernel could not hand out now)."""
+    result = await host.run(["cat", "/proc/meminfo"], check=False)
+    threshold = f"< {max_percent:g} %"
+    fields = {}
+    for line in result.stdout.splitlines():
+        key, _, rest = line.partition(":")
+        if rest.split():
+            fields[key] = int(rest.split()[0])
+    if not result.ok or "MemTotal" not in fields or "MemAvailable" not in fields:
+        return CheckResult(
+            "memory",
+            CheckStatus.FAIL,
+            "unreadable",
+            threshold,
+            f"/proc/meminfo: {result.output[-300:]}",
+            "is this a Linux host?",
+            host.name,
+        )
+    total, available = fields["MemTotal"], fields["MemAvailable"]
+    used = 100 * (total - available) / total
+    ok = used < max_percent
+    return CheckResult(
+        "memory",
+        CheckStatus.PASS if ok else CheckStatus.FAIL,
+        f"{used:.0f} % used ({available / 1024 / 1024:.1f} GiB available)",
+        threshold,
+        f"/proc/meminfo: MemTotal {total} kB, MemAvailable {available} kB",
+        "" if ok else "free memory (or add it) before deploying a second copy of the app",
+        host.name,
+    )

@@ -118,6 +118,7 @@ def plan_deploy(runbook: Runbook, env_name: str, tag: str) -> Plan:
     groups = batches(names, env.batch_size(len(names)))
     steps: list[PlannedStep] = [
         PlannedStep(Phase.PREFLIGHT, "artifact", None, _artifact_detail(artifact)),
+        *_preflight_env_steps(runbook, env_name, env, release.tag),
         *_preflight_host_steps(runbook, env),
     ]
     steps += [PlannedStep(Phase.DEPLOY, "install", h, _install_detail(runbook, tag)) for h in names]
@@ -207,7 +208,43 @@ def _preflight_host_steps(runbook: Runbook, env: Environment) -> list[PlannedSte
             )
         )
         steps.append(
+            PlannedStep(Phase.PREFLIGHT, "cpu", h.name, f"CPU busy < {runbook.checks.cpu_max:g} %")
+        )
+        steps.append(
+            PlannedStep(
+                Phase.PREFLIGHT, "memory", h.name, f"memory used < {runbook.checks.memory_max:g} %"
+            )
+        )
+        steps.append(
             PlannedStep(Phase.PREFLIGHT, "production-health", h.name, "running release healthy")
+        )
+        steps.append(
+            PlannedStep(
+                Phase.PREFLIGHT,
+                "rollback-ready",
+                h.name,
+                "the running release can be switched back to",
+            )
+        )
+    return steps
+
+
+def _preflight_env_steps(
+    runbook: Runbook, env_name: str, env: Environment, tag: str
+) -> list[PlannedStep]:
+    """Checks of the environment as a whole, each planned only when the runbook configures it."""
+    steps = []
+    if "staging" in runbook.environments and env_name != "staging":
+        steps.append(
+            PlannedStep(Phase.PREFLIGHT, "staging", None, f"staging healthy and running {tag}")
+        )
+    if env.database is not None:
+        steps.append(PlannedStep(Phase.PREFLIGHT, "database", None, "connects, SELECT 1"))
+    if runbook.checks.monitoring_url:
+        steps.append(
+            PlannedStep(
+                Phase.PREFLIGHT, "monitoring", None, f"{runbook.checks.monitoring_url} answers"
+            )
         )
     return steps
 

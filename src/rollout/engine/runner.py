@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import httpx
 
 from rollout.checks import http as http_checks
-from rollout.checks.resources import check_disk
+from rollout.checks.resources import check_cpu, check_disk, check_memory
 from rollout.config import Runbook
 from rollout.engine.events import (
     CheckRecorded,
@@ -228,6 +228,22 @@ class Runner:
         match step.name, target:
             case "artifact", _:
                 return lambda: self._checks(step, [self._artifact_check()])
+            case "staging", _:
+                return lambda: self._staging(step)
+            case "database", _:
+                return lambda: self._database(step)
+            case "monitoring", _:
+                return lambda: self._monitoring(step)
+            case "cpu", Target():
+                return lambda: self._host_check(
+                    step, check_cpu(target.host, self.runbook.checks.cpu_max)
+                )
+            case "memory", Target():
+                return lambda: self._host_check(
+                    step, check_memory(target.host, self.runbook.checks.memory_max)
+                )
+            case "rollback-ready", Target():
+                return lambda: self._rollback_ready(step, target)
             case "connect", Target():
                 return lambda: self._connect(target)
             case "runtime", Target():
@@ -280,6 +296,73 @@ class Runner:
             "present, checksum matches",
             f"sha256 {artifact.sha256}",
         )
+
+    async def _host_check(self, step: PlannedStep, check: Awaitable[CheckResult]) -> str:
+        return await self._checks(step, [await check])
+
+    async def _rollback_ready(self, step: PlannedStep, target: Target) -> str:
+        """After this deploy the way back is the release running now: it must be installed."""
+        state = self.before.get(target.name) or await self.runtime.state(target)
+        running = state.link or state.current
+        if running is None:
+            result = CheckResult(
+                "rollback-ready",
+                CheckStatus.SKIP,
+                "",
+                "",
+                "no release runs yet: nothing to go back to",
+                host=target.name,
+            )
+        else:
+            present = await self.runtime.installed(target, running)
+            result = CheckResult(
+                "rollback-ready",
+                CheckStatus.PASS if present else CheckStatus.FAIL,
+                running if present else f"{running} missing",
+                f"{running} installed",
+                f"a rollback switches back to {running}",
+                ""
+                if present
+                else f"{running} was removed from the host; redeploy it before moving on",
+                target.name,
+            )
+        return await self._checks(step, [result])
+
+    async def _staging(self, step: PlannedStep) -> str:
+        """The release must already run, healthy, on staging: the runbook's staging validation."""
+        from rollout.engine.targets import close_targets, open_targets
+
+        staging = open_targets(self.runbook, "staging")
+        try:
+            results = [await self._staging_host(target) for target in staging.values()]
+        finally:
+            await close_targets(staging)
+        return await self._checks(step, results)
+
+    async def _staging_host(self, target: Target) -> CheckResult:
+        spec = self.runbook.verify.version
+        base = target.url or self.runbook.environment("staging").url
+        if base is None or spec is None:
+            why = "no staging url or verify.version configured"
+            return CheckResult("staging", CheckStatus.SKIP, "", "", why, host=target.name)
+        seen = await http_checks.check_version(self.http, base, spec, self.plan.tag, target.name)
+        remedy = "deploy and validate it on staging first" if seen.failed else ""
+        wanted = f"staging runs {self.plan.tag}"
+        return CheckResult(
+            "staging", seen.status, seen.value, wanted, seen.evidence, remedy, target.name
+        )
+
+    async def _database(self, step: PlannedStep) -> str:
+        from rollout.checks.database import check_database
+
+        database = self.runbook.environment(self.plan.env).database
+        assert database is not None  # planned only when configured
+        return await self._checks(step, [await check_database(database.url)])
+
+    async def _monitoring(self, step: PlannedStep) -> str:
+        url = self.runbook.checks.monitoring_url
+        assert url is not None  # planned only when configured
+        return await self._checks(step, [await http_checks.check_ready(self.http, url)])
 
     @staticmethod
     async def _connect(target: Target) -> str:

@@ -19,15 +19,17 @@ from rollout.model import Outcome
 from rollout.runtimes import make_runtime
 from rollout.sandbox.build import build_artifacts, demo_releases, write_runbook
 
-# (environment, release) in the order a careful team ships: staging first, then production.
+# (environment, release, how it must end), in the order a careful team ships: staging first.
+# v3 answers HTTP 500: verification catches it on staging, which rolls it back; production then
+# refuses it at pre-flight, because staging does not run it (the runbook's staging validation).
 SCRIPT = [
-    ("staging", "v1"),
-    ("production", "v1"),
-    ("staging", "v2"),
-    ("production", "v2"),
-    ("production", "v3"),
+    ("staging", "v1", Outcome.SUCCEEDED),
+    ("production", "v1", Outcome.SUCCEEDED),
+    ("staging", "v2", Outcome.SUCCEEDED),
+    ("production", "v2", Outcome.SUCCEEDED),
+    ("staging", "v3", Outcome.ROLLED_BACK),
+    ("production", "v3", Outcome.FAILED),
 ]
-EXPECTED = {"v1": Outcome.SUCCEEDED, "v2": Outcome.SUCCEEDED, "v3": Outcome.ROLLED_BACK}
 
 
 def run_demo(directory: Path | None, *, keep_running: bool, console: Console) -> bool:
@@ -42,7 +44,7 @@ def run_demo(directory: Path | None, *, keep_running: bool, console: Console) ->
     runbook = load_runbook(config)
     results: list[tuple[str, str, Report]] = []
     try:
-        for env, name in SCRIPT:
+        for env, name, _ in SCRIPT:
             console.rule(f"{name} → {env}")
             report = asyncio.run(
                 deploy(
@@ -53,7 +55,10 @@ def run_demo(directory: Path | None, *, keep_running: bool, console: Console) ->
     finally:
         if not keep_running:
             asyncio.run(stop_apps(runbook))
-    ok = all(r.outcome is EXPECTED[name] for _, name, r in results) and len(results) == len(SCRIPT)
+    ok = len(results) == len(SCRIPT) and all(
+        report.outcome is expected
+        for (_, _, report), (_, _, expected) in zip(results, SCRIPT, strict=True)
+    )
     _summary(console, results, root, config, time.monotonic() - started, keep_running)
     return ok
 
