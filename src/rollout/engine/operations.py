@@ -16,9 +16,9 @@ from pathlib import Path
 import httpx
 
 from rollout.config import Runbook
-from rollout.engine.events import Fanout, Sink
+from rollout.engine.events import CheckRecorded, Event, Fanout, Sink
 from rollout.engine.lock import deploy_lock, whoami
-from rollout.engine.plan import Plan, plan_deploy, plan_rollback
+from rollout.engine.plan import Plan, plan_checks, plan_deploy, plan_rollback
 from rollout.engine.record import JsonlSink, StoreSink
 from rollout.engine.runner import Runner, RunResult
 from rollout.engine.targets import close_targets, open_targets
@@ -271,3 +271,66 @@ def history(
 ) -> list[DeploymentRecord]:
     with open_store(runbook.store_url, redactor=runbook.redactor) as store:
         return store.deployments(env=env, limit=limit)
+
+
+class _CheckRecorder:
+    """Keeps the results of a check run outside any deployment in the store."""
+
+    def __init__(self, store: Store, env: str) -> None:
+        self.store = store
+        self.env = env
+
+    def emit(self, event: Event) -> None:
+        if isinstance(event, CheckRecorded):
+            self.store.record_check(
+                event.result, env=self.env, phase=event.phase.value, recorded_at=event.at
+            )
+
+
+async def run_checks(
+    runbook: Runbook,
+    env_name: str,
+    phase: Phase,
+    *,
+    tag: str | None = None,
+    sinks: Sequence[Sink] = (),
+) -> tuple[Plan, RunResult]:
+    """``rollout check`` (pre-flight) or ``rollout verify``: the suite alone, recorded, nothing changed."""
+    runtime = make_runtime(runbook.runtime, runbook.release.artifact)
+    if phase is Phase.VERIFY and tag is None:
+        targets = open_targets(runbook, env_name)
+        try:
+            tag = await _common_current(runtime, targets)
+        finally:
+            await close_targets(targets)
+    plan = plan_checks(runbook, env_name, phase, tag)
+    targets = open_targets(runbook, env_name)
+    with open_store(runbook.store_url, redactor=runbook.redactor) as store:
+        runner = Runner(
+            runbook=runbook,
+            plan=plan,
+            runtime=runtime,
+            targets=targets,
+            events=Fanout([*sinks, _CheckRecorder(store, env_name)]),
+            deployment_id=0,
+            http=httpx.AsyncClient(),
+        )
+        try:
+            result = await runner.run()
+        finally:
+            await runner.http.aclose()
+            await close_targets(targets)
+    return plan, result
+
+
+async def _common_current(runtime: Runtime, targets: dict[str, Target]) -> str:
+    states = await asyncio.gather(*(runtime.state(t) for t in targets.values()))
+    running = {s.link or s.current for s in states}
+    if len(running) != 1 or None in running:
+        seen = ", ".join(f"{s.host}: {s.link or s.current or 'nothing'}" for s in states)
+        raise BadInput(
+            f"cannot tell which release to verify ({seen})", hint="name it with --tag TAG"
+        )
+    (tag,) = running
+    assert tag is not None
+    return tag

@@ -142,6 +142,44 @@ def plan_deploy(runbook: Runbook, env_name: str, tag: str) -> Plan:
     )
 
 
+def plan_checks(runbook: Runbook, env_name: str, phase: Phase, tag: str | None) -> Plan:
+    """Only a suite of checks (``rollout check`` / ``rollout verify``): nothing is switched.
+
+    Without a tag, pre-flight leaves out what needs one (the artifact, staging running it).
+    """
+    env = runbook.environment(env_name)
+    if tag is not None:
+        Release.parse(tag, runbook.release.tag_pattern)
+    names = tuple(h.name for h in env.hosts)
+    artifact = None
+    if phase is Phase.VERIFY:
+        assert tag is not None  # the caller finds out what runs when no tag is given
+        steps = _verify_steps(runbook, env, tag)
+    else:
+        steps = [
+            s
+            for s in _preflight_env_steps(runbook, env_name, env, tag or "")
+            if tag or s.name != "staging"
+        ]
+        if tag is not None and runbook.runtime.kind == "release-dir" and runbook.release.artifact:
+            artifact = resolve_artifact(runbook, tag)
+            steps.insert(
+                0, PlannedStep(Phase.PREFLIGHT, "artifact", None, _artifact_detail(artifact))
+            )
+        steps += _preflight_host_steps(runbook, env)
+    return Plan(
+        kind=Kind.DEPLOY,
+        app=runbook.app,
+        env=env_name,
+        tag=tag or "",
+        hosts=names,
+        batches=(names,),
+        steps=tuple(steps),
+        artifact=artifact,
+        on_failure="report; nothing is changed",
+    )
+
+
 def plan_rollback(runbook: Runbook, env_name: str, target: str, *, reason: str | None) -> Plan:
     env = runbook.environment(env_name)
     release = Release.parse(target, runbook.release.tag_pattern)

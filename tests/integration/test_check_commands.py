@@ -1,0 +1,46 @@
+"""`rollout check` and `rollout verify`: the suites on their own, one table, exit 1 on a failure."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+from tests.fixtures.sandbox import TAGS, Sandbox
+
+V1, V2 = TAGS[:2]
+
+
+def test_check_passes_on_a_healthy_environment_and_records_the_results(sandbox: Sandbox) -> None:
+    assert sandbox.rollout("deploy", "production", V1).returncode == 0
+    result = sandbox.rollout("check", "production", "--tag", V2)
+    assert result.returncode == 0, result.stdout
+    assert "none failed" in result.stdout
+    report = json.loads(sandbox.rollout("check", "production", "--json").stdout)
+    ids = {(c["id"], c["host"]) for c in report["checks"]}
+    assert {("cpu", "web-1"), ("memory", "web-2"), ("production-health", "web-1"), ("rollback-ready", "web-2")} <= ids
+    rows = sqlite3.connect(sandbox.root / ".rollout" / "rollout.db").execute(
+        "select count(*) from check_results where deployment_id is null and phase = 'preflight'"
+    ).fetchone()[0]
+    assert rows >= len(report["checks"])
+
+
+def test_check_fails_when_production_is_down(sandbox: Sandbox) -> None:
+    assert sandbox.rollout("deploy", "production", V1).returncode == 0
+    sandbox.stop_apps()
+    result = sandbox.rollout("check", "production", "--json")
+    assert result.returncode == 1
+    failed = {(c["id"], c["host"]) for c in json.loads(result.stdout)["checks"] if c["status"] == "fail"}
+    assert failed == {("production-health", "web-1"), ("production-health", "web-2")}
+
+
+def test_verify_checks_what_runs_or_the_tag_given(sandbox: Sandbox) -> None:
+    nothing = sandbox.rollout("verify", "production")
+    assert nothing.returncode == 2 and "--tag" in nothing.stderr
+    assert sandbox.rollout("deploy", "production", V1).returncode == 0
+    ok = sandbox.rollout("verify", "production", "--json")
+    assert ok.returncode == 0
+    assert {c["status"] for c in json.loads(ok.stdout)["checks"]} == {"pass"}
+    wrong = sandbox.rollout("verify", "production", "--tag", V2, "--json")
+    assert wrong.returncode == 1
+    versions = [c for c in json.loads(wrong.stdout)["checks"] if c["id"] == "version"]
+    assert [c["status"] for c in versions] == ["fail", "fail"] and versions[0]["value"] == V1
