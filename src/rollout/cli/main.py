@@ -11,7 +11,7 @@ import sys
 import click
 import typer
 
-from rollout.cli import admin, deploy, fleet, inspect
+from rollout.cli import admin, checks, deploy, fleet, inspect
 
 app = typer.Typer(
     name="rollout",
@@ -23,6 +23,7 @@ app = typer.Typer(
 )
 deploy.register(app)
 inspect.register(app)
+checks.register(app)
 admin.register(app)
 fleet.register(app)
 
