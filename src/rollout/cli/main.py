@@ -11,7 +11,7 @@ import sys
 import click
 import typer
 
-from rollout.cli import admin, checks, deploy, fleet, inspect
+from rollout.cli import admin, checks, deploy, fleet, inspect, readiness
 
 app = typer.Typer(
     name="rollout",
@@ -24,6 +24,7 @@ app = typer.Typer(
 deploy.register(app)
 inspect.register(app)
 checks.register(app)
+readiness.register(app)
 admin.register(app)
 fleet.register(app)
 

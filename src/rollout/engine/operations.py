@@ -196,6 +196,7 @@ async def _execute(
             http=httpx.AsyncClient(),
         )
         runner.keep_going = options.keep_going
+        runner.approvals = store.approvals(plan.env, plan.tag)
         if plan.kind is Kind.ROLLBACK:
             runner.previous_after_rollback = _previous_of(store, plan.env, plan.tag)
         try:

@@ -18,7 +18,14 @@ from rollout.errors import BadInput
 from rollout.model import Kind, Phase, Release
 from rollout.runtimes.base import Artifact
 
-PHASE_ORDER = (Phase.PREFLIGHT, Phase.DEPLOY, Phase.ROLLBACK, Phase.VERIFY, Phase.FINALIZE)
+PHASE_ORDER = (
+    Phase.READINESS,
+    Phase.PREFLIGHT,
+    Phase.DEPLOY,
+    Phase.ROLLBACK,
+    Phase.VERIFY,
+    Phase.FINALIZE,
+)
 
 
 @dataclass(frozen=True)
@@ -117,6 +124,7 @@ def plan_deploy(runbook: Runbook, env_name: str, tag: str) -> Plan:
     names = tuple(h.name for h in env.hosts)
     groups = batches(names, env.batch_size(len(names)))
     steps: list[PlannedStep] = [
+        *_readiness_steps(runbook),
         PlannedStep(Phase.PREFLIGHT, "artifact", None, _artifact_detail(artifact)),
         *_preflight_env_steps(runbook, env_name, env, release.tag),
         *_preflight_host_steps(runbook, env),
@@ -204,6 +212,14 @@ def plan_rollback(runbook: Runbook, env_name: str, target: str, *, reason: str |
         "a host failing: stop and report it",
         reason=reason,
     )
+
+
+def _readiness_steps(runbook: Runbook) -> list[PlannedStep]:
+    """The readiness review gates a deploy only when the runbook asks for sign-offs or items."""
+    policy = runbook.readiness
+    if policy.approvals.count == 0 and not policy.approvals.roles and not policy.require:
+        return []
+    return [PlannedStep(Phase.READINESS, "review", None, "sign-offs and checklist items recorded")]
 
 
 def _install_detail(runbook: Runbook, tag: str) -> str:

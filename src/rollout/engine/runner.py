@@ -34,8 +34,18 @@ from rollout.engine.events import (
 )
 from rollout.engine.plan import Plan, PlannedStep
 from rollout.errors import CommandFailed, InfrastructureError
-from rollout.model import CheckResult, CheckStatus, HostState, Kind, Outcome, Phase, StepStatus
+from rollout.model import (
+    CheckResult,
+    CheckStatus,
+    HostState,
+    Kind,
+    Outcome,
+    Phase,
+    StepStatus,
+    utcnow,
+)
 from rollout.runtimes.base import Runtime, Target
+from rollout.store import ApprovalRecord
 
 
 class StepFailed(Exception):
@@ -92,6 +102,7 @@ class Runner:
     # A rollback run writes this as each host's previous version (None: remove the file).
     previous_after_rollback: str | None = None
     keep_going: bool = False  # --keep-going: hosts failing to install are left out
+    approvals: list[ApprovalRecord] = field(default_factory=list)  # the release's sign-offs
     excluded: set[str] = field(default_factory=set)
     _started: float = 0.0
 
@@ -131,7 +142,7 @@ class Runner:
         started = time.monotonic()
         status = StepStatus.FAILED
         try:
-            if phase in (Phase.PREFLIGHT, Phase.VERIFY):
+            if phase in (Phase.READINESS, Phase.PREFLIGHT, Phase.VERIFY):
                 await self._check_phase(phase)
             elif phase is Phase.FINALIZE:
                 await self._finalize()
@@ -228,6 +239,8 @@ class Runner:
         match step.name, target:
             case "artifact", _:
                 return lambda: self._checks(step, [self._artifact_check()])
+            case "review", _:
+                return lambda: self._review(step)
             case "staging", _:
                 return lambda: self._staging(step)
             case "database", _:
@@ -295,6 +308,14 @@ class Runner:
             artifact.path.name,
             "present, checksum matches",
             f"sha256 {artifact.sha256}",
+        )
+
+    async def _review(self, step: PlannedStep) -> str:
+        from rollout.checks.readiness import review
+
+        rb = self.runbook
+        return await self._checks(
+            step, review(rb.readiness, rb.people, rb.notify, self.approvals, utcnow())
         )
 
     async def _host_check(self, step: PlannedStep, check: Awaitable[CheckResult]) -> str:
