@@ -91,3 +91,31 @@ def test_the_readiness_review_gates_a_deploy_until_signed_off(sandbox: Sandbox) 
     assert shipped.returncode == 0, shipped.stdout
     both = sandbox.rollout("approve", "production", V1, "--as", "x", "--item", "y")
     assert both.returncode == 2
+
+
+def test_verify_runs_the_configured_graders_against_the_public_url(sandbox: Sandbox) -> None:
+    import re
+
+    port = re.search(r"name: web-1.*?port: '(\d+)'", sandbox.config.read_text()).group(1)  # type: ignore[union-attr]
+    text = (
+        sandbox.config.read_text()
+        .replace("  production:\n", f"  production:\n    url: 'http://127.0.0.1:{port}'\n", 1)
+        .replace(
+            "  version: {path: /api/version, field: version}",
+            "  version: {path: /api/version, field: version}\n"
+            "  headers: {required: [x-content-type-options]}\n"
+            "  load: {requests: 60, concurrency: 5, thresholds: ['p(95)<2000', 'rate<0.01']}",
+        )
+    )
+    sandbox.config.write_text(text)
+    assert (
+        sandbox.rollout("deploy", "production", V1).returncode == 1
+    )  # python's http.server sends no headers
+    latest = json.loads(sandbox.rollout("history", "--json").stdout)[0]
+    assert latest["failed_step"] == "verify/security-headers" and latest["status"] == "rolled_back"
+
+    sandbox.config.write_text(text.replace("  headers: {required: [x-content-type-options]}\n", ""))
+    assert sandbox.rollout("deploy", "production", V1).returncode == 0
+    report = json.loads(sandbox.rollout("verify", "production", "--json").stdout)
+    load = {c["id"]: c["status"] for c in report["checks"] if c["id"].startswith("load")}
+    assert load == {"load p(95)<2000": "pass", "load rate<0.01": "pass"}

@@ -11,7 +11,7 @@ import sys
 import click
 import typer
 
-from rollout.cli import admin, checks, deploy, fleet, inspect, readiness
+from rollout.cli import admin, checks, deploy, fleet, grade, inspect, readiness
 
 app = typer.Typer(
     name="rollout",
@@ -27,6 +27,7 @@ checks.register(app)
 readiness.register(app)
 admin.register(app)
 fleet.register(app)
+grade.register(app)
 
 
 def run() -> None:

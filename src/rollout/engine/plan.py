@@ -294,6 +294,15 @@ def _preflight_env_steps(
         )
     if env.database is not None:
         steps.append(PlannedStep(Phase.PREFLIGHT, "database", None, "connects, SELECT 1"))
+    if env.url is not None and env.url.startswith("https://"):
+        steps.append(
+            PlannedStep(
+                Phase.PREFLIGHT,
+                "certificate",
+                None,
+                f"certificate valid > {runbook.checks.certificate_min_days} days",
+            )
+        )
     if runbook.checks.monitoring_url:
         steps.append(
             PlannedStep(
@@ -314,4 +323,30 @@ def _verify_steps(runbook: Runbook, env: Environment, tag: str) -> list[PlannedS
             steps.append(
                 PlannedStep(Phase.VERIFY, "version", h.name, f"{v.path} .{v.field} == {tag}")
             )
+    return steps + _grader_steps(runbook, env)
+
+
+def _grader_steps(runbook: Runbook, env: Environment) -> list[PlannedStep]:
+    """The graders run once, against the environment's public URL (what users reach)."""
+    if env.url is None:
+        return []
+    verify, steps = runbook.verify, []
+    if verify.headers is not None:
+        steps.append(
+            PlannedStep(Phase.VERIFY, "security-headers", None, f"{env.url} headers graded")
+        )
+    if verify.tls is not None and env.url.startswith("https://"):
+        steps.append(
+            PlannedStep(Phase.VERIFY, "tls-grade", None, f"TLS grade >= {verify.tls.min_grade}")
+        )
+    if verify.load is not None:
+        load = verify.load
+        steps.append(
+            PlannedStep(
+                Phase.VERIFY,
+                "load",
+                None,
+                f"{load.requests} requests, {load.concurrency} at once: {', '.join(load.thresholds) or 'no errors'}",
+            )
+        )
     return steps

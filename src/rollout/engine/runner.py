@@ -239,6 +239,14 @@ class Runner:
         match step.name, target:
             case "artifact", _:
                 return lambda: self._checks(step, [self._artifact_check()])
+            case "certificate", _:
+                return lambda: self._certificate(step)
+            case "tls-grade", _:
+                return lambda: self._tls_grade(step)
+            case "security-headers", _:
+                return lambda: self._security_headers(step)
+            case "load", _:
+                return lambda: self._load(step)
             case "review", _:
                 return lambda: self._review(step)
             case "staging", _:
@@ -309,6 +317,54 @@ class Runner:
             "present, checksum matches",
             f"sha256 {artifact.sha256}",
         )
+
+    def _public(self) -> tuple[str, str, int]:
+        """The environment's URL and its host and port, for the graders."""
+        from urllib.parse import urlsplit
+
+        url = self.runbook.environment(self.plan.env).url
+        assert url is not None  # graders are planned only with a url
+        parts = urlsplit(url)
+        return url, parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
+
+    async def _certificate(self, step: PlannedStep) -> str:
+        from rollout.checks import tls
+
+        _, host, port = self._public()
+        report = await tls.grade(host, port)
+        return await self._checks(
+            step, [report.expiry_check(self.runbook.checks.certificate_min_days)]
+        )
+
+    async def _tls_grade(self, step: PlannedStep) -> str:
+        from rollout.checks import tls
+
+        spec = self.runbook.verify.tls
+        assert spec is not None
+        _, host, port = self._public()
+        return await self._checks(step, [(await tls.grade(host, port)).check(spec.min_grade)])
+
+    async def _security_headers(self, step: PlannedStep) -> str:
+        from rollout.checks import headers
+
+        spec = self.runbook.verify.headers
+        assert spec is not None
+        url, _, _ = self._public()
+        report = await headers.grade(url)
+        return await self._checks(
+            step, [report.check(required=spec.required, min_grade=spec.min_grade)]
+        )
+
+    async def _load(self, step: PlannedStep) -> str:
+        from rollout.checks import load
+
+        spec = self.runbook.verify.load
+        assert spec is not None
+        url, _, _ = self._public()
+        report = await load.run(
+            url, requests=spec.requests, concurrency=spec.concurrency, thresholds=spec.thresholds
+        )
+        return await self._checks(step, report.checks())
 
     async def _review(self, step: PlannedStep) -> str:
         from rollout.checks.readiness import review
