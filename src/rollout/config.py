@@ -431,16 +431,43 @@ class Endpoint(_Section):
     def _upper_case(cls, value: str) -> str:
         return value.upper()
 
+    @field_validator("conditions")
+    @classmethod
+    def _parse(cls, conditions: list[str]) -> list[str]:
+        # Parsed now so a typo is a config error with its line, never a check that passes.
+        from rollout.checks.conditions import parse
+
+        for condition in conditions:
+            try:
+                parse(condition)
+            except BadInput as exc:
+                raise ValueError(f"{exc.message}; {exc.hint}" if exc.hint else exc.message) from exc
+        return conditions
+
 
 class VersionCheck(_Section):
     path: str = "/api/version"
     field: str = "version"
+    settle: Duration = timedelta(seconds=10)  # how long the new release may take to answer
+    streak: int = Field(default=3, ge=1)  # matching answers in a row, each on a fresh connection
 
 
 class LoadCheck(_Section):
     requests: int = Field(default=200, ge=1)
     concurrency: int = Field(default=10, ge=1)
     thresholds: list[str] = Field(default_factory=list)
+
+    @field_validator("thresholds")
+    @classmethod
+    def _parse(cls, thresholds: list[str]) -> list[str]:
+        from rollout.checks.load import parse_threshold
+
+        for threshold in thresholds:
+            try:
+                parse_threshold(threshold)
+            except BadInput as exc:
+                raise ValueError(exc.message) from exc
+        return thresholds
 
 
 class HeadersCheck(_Section):

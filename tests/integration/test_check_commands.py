@@ -101,8 +101,8 @@ def test_verify_runs_the_configured_graders_against_the_public_url(sandbox: Sand
         sandbox.config.read_text()
         .replace("  production:\n", f"  production:\n    url: 'http://127.0.0.1:{port}'\n", 1)
         .replace(
-            "  version: {path: /api/version, field: version}",
-            "  version: {path: /api/version, field: version}\n"
+            "  version: {path: /api/version, field: version, settle: 2s}",
+            "  version: {path: /api/version, field: version, settle: 2s}\n"
             "  headers: {required: [x-content-type-options]}\n"
             "  load: {requests: 60, concurrency: 5, thresholds: ['p(95)<2000', 'rate<0.01']}",
         )

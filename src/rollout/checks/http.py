@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 
@@ -17,7 +18,8 @@ async def fetch(client: httpx.AsyncClient, method: str, url: str, timeout: float
     started = time.perf_counter()
     response = await client.request(method, url, timeout=timeout)
     body = response.text
-    return Response(response.status_code, body, (time.perf_counter() - started) * 1000)
+    headers = {name.lower(): value for name, value in response.headers.items()}
+    return Response(response.status_code, body, (time.perf_counter() - started) * 1000, headers)
 
 
 async def check_endpoint(
@@ -53,27 +55,66 @@ async def check_endpoint(
 
 
 async def check_version(
-    client: httpx.AsyncClient, base_url: str, spec: VersionCheck, expected: str, host: str
+    client: httpx.AsyncClient,
+    base_url: str,
+    spec: VersionCheck,
+    expected: str,
+    host: str,
+    *,
+    settle: float = 0.0,
+    streak: int = 1,
 ) -> CheckResult:
+    """The host reports ``expected`` ``streak`` times in a row, each on a fresh connection (so
+    every replica behind a balancer gets its say), within ``settle`` seconds (V2)."""
     url = base_url.rstrip("/") + spec.path
-    threshold = f".{spec.field} == {expected}"
-    try:
-        response = await fetch(client, "GET", url, 10.0)
-        reported = json.loads(response.body).get(spec.field) if response.status == 200 else None
-    except (httpx.HTTPError, ValueError, AttributeError) as exc:
-        return CheckResult(
-            "version", CheckStatus.FAIL, "unreadable", threshold, f"GET {url}: {exc}", "", host
-        )
-    ok = reported == expected
+    threshold = f".{spec.field} == {expected}" + (
+        f", {streak} times in a row" if streak > 1 else ""
+    )
+    deadline = time.monotonic() + settle
+    seen: list[str] = []
+    in_a_row = attempts = 0
+    while True:
+        attempts += 1
+        reported = await _reported_version(url, spec.field)
+        seen.append(reported)
+        in_a_row = in_a_row + 1 if reported == expected else 0
+        if in_a_row >= streak:
+            return CheckResult(
+                "version",
+                CheckStatus.PASS,
+                expected,
+                threshold,
+                f"GET {url}: {attempts} attempt(s), last {streak} matched",
+                "",
+                host,
+            )
+        if time.monotonic() >= deadline:
+            break
+        await asyncio.sleep(0.5 if reported != expected else 0.0)
+    others = sorted({s for s in seen if s != expected})
     return CheckResult(
         "version",
-        CheckStatus.PASS if ok else CheckStatus.FAIL,
-        str(reported),
+        CheckStatus.FAIL,
+        seen[-1],
         threshold,
-        f"GET {url}: HTTP {response.status}, {spec.field}={reported!r}",
-        "" if ok else "the host serves another release than the one deployed",
+        f"GET {url}: {attempts} attempt(s) in {settle:g}s; also saw: {', '.join(others) or 'nothing else'}",
+        "the host serves another release than the one deployed",
         host,
     )
+
+
+async def _reported_version(url: str, field: str) -> str:
+    """One read on a fresh connection; what it says, or why it said nothing."""
+    try:
+        async with httpx.AsyncClient(timeout=10.0) as fresh:
+            response = await fresh.get(url)
+        if response.status_code != 200:
+            return f"HTTP {response.status_code}"
+        return str(json.loads(response.text).get(field))
+    except httpx.HTTPError as exc:
+        return type(exc).__name__
+    except (ValueError, AttributeError):
+        return "not JSON"
 
 
 async def check_health(

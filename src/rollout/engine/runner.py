@@ -513,7 +513,15 @@ class Runner:
         base = self._base_url(target)
         if spec is None or base is None:
             return await self._checks(step, [self._no_url("version", target)])
-        result = await http_checks.check_version(self.http, base, spec, self.plan.tag, target.name)
+        result = await http_checks.check_version(
+            self.http,
+            base,
+            spec,
+            self.plan.tag,
+            target.name,
+            settle=spec.settle.total_seconds(),
+            streak=spec.streak,
+        )
         return await self._checks(step, [result])
 
     def _base_url(self, target: Target) -> str | None:
