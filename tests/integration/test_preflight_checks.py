@@ -153,3 +153,34 @@ def test_the_cli_check_table_covers_every_host(sandbox: Sandbox) -> None:
     )
     for name in ("connect", "disk", "cpu", "memory", "production-health", "rollback-ready"):
         assert f"{name} on web-1" in result.stdout and f"{name} on web-2" in result.stdout
+
+
+def test_backup_age_fresh_old_and_missing(host: LocalHost, tmp_path: Path) -> None:
+    import os
+    import time
+    from datetime import timedelta
+
+    from rollout.checks.backup import check_backup_age
+
+    folder = tmp_path / "backups"
+    folder.mkdir()
+    missing = asyncio.run(check_backup_age(host, str(folder), timedelta(hours=26)))
+    assert missing.status is CheckStatus.FAIL and missing.value == "none found"
+    dump = folder / "united-cars-2026-11-27.dump"
+    dump.write_bytes(b"PGDMP")
+    fresh = asyncio.run(check_backup_age(host, str(folder), timedelta(hours=26)))
+    assert fresh.status is CheckStatus.PASS and dump.name in fresh.evidence
+    two_days_ago = time.time() - 48 * 3600
+    os.utime(dump, (two_days_ago, two_days_ago))
+    old = asyncio.run(check_backup_age(host, str(folder), timedelta(hours=26)))
+    assert old.status is CheckStatus.FAIL and old.value == "2.0 d old"
+
+
+def test_disk_fails_over_its_limit(host: LocalHost, tmp_path: Path) -> None:
+    from rollout.checks.resources import check_disk
+
+    assert asyncio.run(check_disk(host, str(tmp_path), 100)).status is CheckStatus.PASS
+    full = asyncio.run(
+        check_disk(host, str(tmp_path / "not" / "yet"), 0.001)
+    )  # nearest existing parent is used
+    assert full.status is CheckStatus.FAIL and full.remedy

@@ -294,6 +294,15 @@ def _preflight_env_steps(
         )
     if env.database is not None:
         steps.append(PlannedStep(Phase.PREFLIGHT, "database", None, "connects, SELECT 1"))
+        if env.database.backups:
+            steps.append(
+                PlannedStep(
+                    Phase.PREFLIGHT,
+                    "backup",
+                    None,
+                    f"newest backup in {env.database.backups} < {runbook.checks.backup_max_age}",
+                )
+            )
     if env.url is not None and env.url.startswith("https://"):
         steps.append(
             PlannedStep(

@@ -251,6 +251,8 @@ class Runner:
                 return lambda: self._review(step)
             case "staging", _:
                 return lambda: self._staging(step)
+            case "backup", _:
+                return lambda: self._backup(step)
             case "database", _:
                 return lambda: self._database(step)
             case "monitoring", _:
@@ -427,6 +429,27 @@ class Runner:
         wanted = f"staging runs {self.plan.tag}"
         return CheckResult(
             "staging", seen.status, seen.value, wanted, seen.evidence, remedy, target.name
+        )
+
+    async def _backup(self, step: PlannedStep) -> str:
+        """Read on the database's host (`via`) when there is one; else here, on the controller."""
+        from rollout.checks.backup import check_backup_age
+        from rollout.hosts.local import LocalHost
+
+        database = self.runbook.environment(self.plan.env).database
+        assert database is not None and database.backups is not None  # planned only then
+        host = (
+            self.targets[database.via].host
+            if database.via
+            else LocalHost("controller", self.runbook.config_dir)
+        )
+        folder = (
+            database.backups
+            if database.via is None
+            else self.targets[database.via].path(database.backups)
+        )
+        return await self._checks(
+            step, [await check_backup_age(host, folder, self.runbook.checks.backup_max_age)]
         )
 
     async def _database(self, step: PlannedStep) -> str:
