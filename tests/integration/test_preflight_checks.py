@@ -184,3 +184,17 @@ def test_disk_fails_over_its_limit(host: LocalHost, tmp_path: Path) -> None:
         check_disk(host, str(tmp_path / "not" / "yet"), 0.001)
     )  # nearest existing parent is used
     assert full.status is CheckStatus.FAIL and full.remedy
+
+
+def test_endpoint_timing_is_split_into_phases(monitoring: ThreadingHTTPServer) -> None:
+    from rollout.checks.http import fetch
+
+    url = f"http://127.0.0.1:{monitoring.server_address[1]}/-/ready"
+
+    async def get():  # type: ignore[no-untyped-def]
+        async with httpx.AsyncClient() as client:
+            return await fetch(client, "GET", url, 5.0)
+
+    response = asyncio.run(get())
+    assert set(response.phases) == {"connect", "first byte", "transfer"}  # no TLS over http
+    assert sum(response.phases.values()) <= response.elapsed_ms + 1

@@ -40,6 +40,9 @@ class Response:
     body: str
     elapsed_ms: float
     headers: Mapping[str, str] = field(default_factory=dict)  # lower-case names
+    phases: Mapping[str, float] = field(
+        default_factory=dict
+    )  # connect, tls, first byte, transfer (ms)
 
 
 @dataclass(frozen=True)

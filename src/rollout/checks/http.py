@@ -12,14 +12,43 @@ from rollout.checks.conditions import Response, evaluate
 from rollout.config import Endpoint, VersionCheck
 from rollout.model import CheckResult, CheckStatus
 
+# blackbox_exporter's phases, from httpcore's trace events (start and end of each).
+_PHASES = {
+    "connect": ("connection.connect_tcp.started", "connection.connect_tcp.complete"),
+    "tls": ("connection.start_tls.started", "connection.start_tls.complete"),
+    "first byte": (
+        "http11.send_request_headers.started",
+        "http11.receive_response_headers.complete",
+    ),
+    "transfer": (
+        "http11.receive_response_headers.complete",
+        "http11.receive_response_body.complete",
+    ),
+}
+
 
 async def fetch(client: httpx.AsyncClient, method: str, url: str, timeout: float) -> Response:
-    """One request, timed to the last byte of the body (what a user waits for)."""
+    """One request, timed to the last byte of the body (what a user waits for), with its phases."""
+    marks: dict[str, float] = {}
+
+    async def trace(event: str, info: dict[str, object]) -> None:
+        marks[event] = time.perf_counter()
+
     started = time.perf_counter()
-    response = await client.request(method, url, timeout=timeout)
+    response = await client.request(method, url, timeout=timeout, extensions={"trace": trace})
     body = response.text
+    elapsed = (time.perf_counter() - started) * 1000
     headers = {name.lower(): value for name, value in response.headers.items()}
-    return Response(response.status_code, body, (time.perf_counter() - started) * 1000, headers)
+    phases = {
+        name: (marks[end] - marks[begin]) * 1000
+        for name, (begin, end) in _PHASES.items()
+        if begin in marks and end in marks
+    }
+    return Response(response.status_code, body, elapsed, headers, phases)
+
+
+def describe_phases(response: Response) -> str:
+    return ", ".join(f"{name} {ms:.1f} ms" for name, ms in response.phases.items())
 
 
 async def check_endpoint(
@@ -43,6 +72,8 @@ async def check_endpoint(
     verdicts = [evaluate(c, response) for c in endpoint.conditions]
     failed = [v for v in verdicts if not v.ok]
     evidence = f"{endpoint.method} {url}: " + "; ".join(v.explanation for v in verdicts)
+    if response.phases:
+        evidence += f" ({describe_phases(response)})"
     return CheckResult(
         check_id,
         CheckStatus.FAIL if failed else CheckStatus.PASS,
