@@ -42,6 +42,7 @@ bench: venv
 	$(BIN)/python benchmarks/cli_startup.py
 	$(BIN)/python benchmarks/deploy_overhead.py
 	$(BIN)/python benchmarks/fanout.py
+	$(BIN)/python benchmarks/load.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
