@@ -33,7 +33,10 @@ def host(tmp_path: Path) -> LocalHost:
 
 
 def test_cpu_passes_when_idle_enough_and_fails_under_load(host: LocalHost) -> None:
-    assert asyncio.run(check_cpu(host, 100)).status is CheckStatus.PASS
+    assert asyncio.run(check_cpu(host, 100)).status is CheckStatus.SKIP  # no limit, no sampling
+    assert (
+        asyncio.run(check_cpu(host, 99.9)).status is CheckStatus.PASS
+    )  # nothing else runs during the sample
     # Two busy loops keep both cores of this machine near 100 % while the check samples.
     burners = [subprocess.Popen(["sh", "-c", "while :; do :; done"]) for _ in range(2)]
     try:

@@ -35,6 +35,9 @@ class PlannedStep:
     host: str | None
     detail: str
     batch: int | None = None
+    # Within a batch, steps of a lower wave finish first: a host is reached before it is
+    # measured, and what runs is known before asking whether it can be switched back to.
+    wave: int = 0
 
 
 @dataclass(frozen=True)
@@ -60,8 +63,11 @@ class Plan:
     def groups(self, phase: Phase) -> Iterator[list[PlannedStep]]:
         """The phase's steps by batch: steps of one batch run together, batches in order."""
         steps = self.steps_in(phase)
-        for batch in sorted({s.batch for s in steps}, key=lambda b: -1 if b is None else b):
-            yield [s for s in steps if s.batch == batch]
+        keys = sorted({(-1 if s.batch is None else s.batch, s.wave) for s in steps})
+        for batch, wave in keys:
+            yield [
+                s for s in steps if (-1 if s.batch is None else s.batch) == batch and s.wave == wave
+            ]
 
     def describe(self) -> list[str]:
         """The plan as lines a reviewer reads (``--dry-run``)."""
@@ -247,37 +253,30 @@ def _artifact_detail(artifact: Artifact | None) -> str:
 
 
 def _preflight_host_steps(runbook: Runbook, env: Environment) -> list[PlannedStep]:
-    limit = f"< {runbook.checks.disk_max:g} %"
-    mounts = ", ".join(runbook.checks.disk_mounts)
+    """Per host: reach it (wave 0), measure it, all at once (wave 1), then the way back (wave 2)."""
+    checks = runbook.checks
+    mounts = ", ".join(checks.disk_mounts)
     steps = []
     for h in env.hosts:
         # Reach every host first: one unreachable host stops the deploy before anything changes.
         steps.append(
             PlannedStep(Phase.PREFLIGHT, "connect", h.name, f"reach {h.address} ({h.kind})")
         )
-        steps.append(PlannedStep(Phase.PREFLIGHT, "disk", h.name, f"disk use of {mounts} {limit}"))
-        steps.append(
-            PlannedStep(
-                Phase.PREFLIGHT, "runtime", h.name, f"{runbook.runtime.kind} ready for the release"
-            )
-        )
-        steps.append(
-            PlannedStep(Phase.PREFLIGHT, "cpu", h.name, f"CPU busy < {runbook.checks.cpu_max:g} %")
-        )
-        steps.append(
-            PlannedStep(
-                Phase.PREFLIGHT, "memory", h.name, f"memory used < {runbook.checks.memory_max:g} %"
-            )
-        )
-        steps.append(
-            PlannedStep(Phase.PREFLIGHT, "production-health", h.name, "running release healthy")
-        )
+        for name, detail in (
+            ("disk", f"disk use of {mounts} < {checks.disk_max:g} %"),
+            ("runtime", f"{runbook.runtime.kind} ready for the release"),
+            ("cpu", f"CPU busy < {checks.cpu_max:g} %"),
+            ("memory", f"memory used < {checks.memory_max:g} %"),
+            ("production-health", "running release healthy"),
+        ):
+            steps.append(PlannedStep(Phase.PREFLIGHT, name, h.name, detail, wave=1))
         steps.append(
             PlannedStep(
                 Phase.PREFLIGHT,
                 "rollback-ready",
                 h.name,
                 "the running release can be switched back to",
+                wave=2,
             )
         )
     return steps

@@ -104,6 +104,7 @@ class Runner:
     keep_going: bool = False  # --keep-going: hosts failing to install are left out
     approvals: list[ApprovalRecord] = field(default_factory=list)  # the release's sign-offs
     excluded: set[str] = field(default_factory=set)
+    unreachable: set[str] = field(default_factory=set)
     _started: float = 0.0
 
     async def run(self) -> RunResult:
@@ -157,10 +158,17 @@ class Runner:
 
     async def _group(self, steps: Sequence[PlannedStep]) -> None:
         """Run a batch: hosts in parallel, each host's steps in order; wait for all, then fail."""
-        by_host: dict[str | None, list[PlannedStep]] = {}
+        # A host's deploy steps run in order; checks are independent, so they all run at once.
+        checking = bool(steps) and steps[0].phase in (
+            Phase.READINESS,
+            Phase.PREFLIGHT,
+            Phase.VERIFY,
+        )
+        by_host: dict[object, list[PlannedStep]] = {}
         for step in steps:
-            if step.host not in self.excluded:
-                by_host.setdefault(step.host, []).append(step)
+            if step.host in self.excluded or step.host in self.unreachable:
+                continue
+            by_host.setdefault((step.host, step.name) if checking else step.host, []).append(step)
         limit = asyncio.Semaphore(self.runbook.environment(self.plan.env).parallel)
 
         async def chain(host_steps: list[PlannedStep]) -> None:
@@ -169,6 +177,10 @@ class Runner:
                     try:
                         await self._step(step, self._action(step))
                     except StepFailed as failure:
+                        if failure.step.name == "connect" and failure.step.host is not None:
+                            self.unreachable.add(
+                                failure.step.host
+                            )  # its other checks would only repeat it
                         if not self._leave_out(failure):
                             raise
                         return
