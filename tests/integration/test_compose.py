@@ -49,6 +49,7 @@ runtime:
   pull: true
 {health_url}  health_timeout: 2s
   env: {{CONTAINERS_CONF: '{containers_conf}', CONTAINERS_STORAGE_CONF: '{storage_conf}'}}
+checks: {{cpu_max: 100%}}  # the test host shares this machine with podman and the test run
 environments:
   production:
     hosts:
@@ -57,7 +58,7 @@ environments:
 verify:
   endpoints:
     - {{path: /api/health, conditions: ['[STATUS] == 200', '[BODY].status == ok']}}
-  version: {{path: /api/version, field: version}}
+  version: {{path: /api/version, field: version, settle: 2s}}
 """
 
 COMPOSE = """\
