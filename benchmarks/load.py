@@ -20,21 +20,19 @@ import asyncio
 import os
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-import httpx
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-
-from rollout.checks import load
-
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT))  # the example app's test helper
+
+from rollout.checks import load  # noqa: E402
+from tests.fixtures.example_app import start_example_app, stop  # noqa: E402
+
 ROUNDS = 3
 CONCURRENCY = 10
 WRK_SECONDS = 5
@@ -51,42 +49,6 @@ done = function(summary, latency, requests)
       + summary.errors.status + summary.errors.timeout))
 end
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_app(folder: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("UNITED_CARS_")}
-    env["PYTHONPATH"] = str(ROOT / "examples" / "united-cars")
-    env["UNITED_CARS_DATABASE_URL"] = f"sqlite:///{folder / 'app.db'}"
-    argv = [sys.executable, "-m", "uvicorn", "united_cars.main:app", "--host", "127.0.0.1"]
-    argv += ["--port", str(port), "--no-access-log", "--log-level", "warning"]
-    with (folder / "server.log").open("wb") as log:
-        proc = subprocess.Popen(argv, cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            if httpx.get(f"{base}/api/health", timeout=2).status_code == 200:
-                return proc, base
-        except httpx.TransportError:
-            time.sleep(0.1)
-    stop(proc)
-    raise SystemExit("the example app did not start:\n" + (folder / "server.log").read_text())
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()  # this PID only
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 def run_wrk(url: str, script: Path, seconds: int) -> tuple[float, float]:
@@ -124,7 +86,7 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="rollout-bench-load-"))
     script = folder / "p95.lua"
     script.write_text(WRK_SCRIPT)
-    proc, base = start_app(folder)
+    proc, base = start_example_app(folder)
     url = f"{base}/api/health"
     names = ("wrk", "rollout", "rollout (httpx path)")
     rps: dict[str, list[float]] = {name: [] for name in names}

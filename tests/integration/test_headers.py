@@ -7,21 +7,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from rollout.checks import headers
 from rollout.checks.headers import HeadersReport, grade, letter_for
 from rollout.errors import HostError
 from rollout.model import CheckStatus
+from tests.fixtures.example_app import start_example_app, stop
 from tests.fixtures.headers import HeadersCerts, Page, ServeFn
 
 REPO = Path(__file__).resolve().parents[2]
@@ -369,45 +366,13 @@ def test_unreachable_report_fails_its_check() -> None:
 # --- the example app under uvicorn
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def united_cars(tmp_path: Path) -> Iterator[str]:
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("UNITED_CARS_")}
-    env["PYTHONPATH"] = str(REPO / "examples" / "united-cars")
-    log_path = tmp_path / "uvicorn.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "united_cars.main:app", "--host", "127.0.0.1",
-             "--port", str(port)],
-            cwd=tmp_path,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        try:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=2)
-                    break
-                except httpx.TransportError:
-                    if proc.poll() is not None or time.monotonic() > deadline:
-                        pytest.fail(f"uvicorn did not start:\n{log_path.read_text()}")
-                    time.sleep(0.1)
-            yield f"http://127.0.0.1:{port}/"
-        finally:
-            proc.terminate()  # this PID only
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+    proc, base = start_example_app(tmp_path)
+    try:
+        yield f"{base}/"
+    finally:
+        stop(proc)
 
 
 def test_example_app_over_plain_http_is_c_plus(united_cars: str) -> None:

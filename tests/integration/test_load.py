@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import socket
 import subprocess
 import sys
 import threading
@@ -15,63 +13,20 @@ from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import httpx
 import pytest
 
 from rollout.checks import load
 from rollout.errors import BadInput
 from rollout.model import CheckStatus
+from tests.fixtures.example_app import free_port, start_example_app, stop
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE_DIR = ROOT / "examples" / "united-cars"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_app(
-    tmp: Path, faults: dict[str, object] | None = None
-) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("UNITED_CARS_")}
-    env["PYTHONPATH"] = str(EXAMPLE_DIR)
-    env["UNITED_CARS_DATABASE_URL"] = f"sqlite:///{tmp / 'app.db'}"
-    if faults is not None:
-        env["UNITED_CARS_FAULTS"] = json.dumps(faults)
-    log = (tmp / "server.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "united_cars.main:app", "--host", "127.0.0.1",
-         "--port", str(port), "--no-access-log"],
-        cwd=tmp, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    log.close()
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            if httpx.get(f"{base}/api/health", timeout=2).status_code == 200:
-                return proc, base
-        except httpx.TransportError:
-            time.sleep(0.1)
-    stop(proc)
-    raise AssertionError((tmp / "server.log").read_text())
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()  # this PID only
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
 @pytest.fixture(scope="module")
 def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    proc, base = start_app(tmp_path_factory.mktemp("app"))
+    proc, base = start_example_app(tmp_path_factory.mktemp("app"))
     yield base
     stop(proc)
 
@@ -79,14 +34,14 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def failing_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     # /api/health is exempt from faults; /api/vehicles gets them.
-    proc, base = start_app(tmp_path_factory.mktemp("failing"), {"error_rate": 1.0})
+    proc, base = start_example_app(tmp_path_factory.mktemp("failing"), faults={"error_rate": 1.0})
     yield base
     stop(proc)
 
 
 @pytest.fixture(scope="module")
 def slow_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    proc, base = start_app(tmp_path_factory.mktemp("slow"), {"latency_ms": 80})
+    proc, base = start_example_app(tmp_path_factory.mktemp("slow"), faults={"latency_ms": 80})
     yield base
     stop(proc)
 
