@@ -1,8 +1,8 @@
 pytest_plugins = [
+    "tests.fixtures.tls",  # before headers, which builds its certificates with it
     "tests.fixtures.headers",
     "tests.fixtures.podman",
     "tests.fixtures.postgres",
     "tests.fixtures.sandbox",
     "tests.fixtures.sshd",
-    "tests.fixtures.tls",
 ]
