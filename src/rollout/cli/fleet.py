@@ -32,10 +32,11 @@ def trust_command(
     """
     from rollout.cli.deploy import run_cancellable
     from rollout.hosts import trust
+    from rollout.hosts.ssh import known_hosts_path
 
     runbook = load(config)
     specs = [h for h in runbook.environment(env).hosts if h.kind == "ssh"]
-    known = trust.known_hosts_file(runbook.ssh, runbook.config_dir)
+    known = known_hosts_path(runbook.ssh, runbook.config_dir)
 
     async def gather() -> list[trust.Offered]:
         return [await trust.offered_key(spec, known) for spec in specs]

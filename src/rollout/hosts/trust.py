@@ -12,9 +12,9 @@ from pathlib import Path
 
 import asyncssh
 
-from rollout.config import HostConfig, SshSettings
+from rollout.config import HostConfig
 from rollout.errors import HostError
-from rollout.hosts.ssh import Endpoint, known_hosts_path
+from rollout.hosts.ssh import Endpoint
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,3 @@ def record(known: Path, offers: list[Offered], *, replace: bool) -> list[Offered
     tmp.write_text("".join(f"{line}\n" for line in lines))
     tmp.replace(known)
     return written
-
-
-def known_hosts_file(settings: SshSettings, config_dir: Path) -> Path:
-    return known_hosts_path(settings, config_dir)
