@@ -179,3 +179,77 @@ async def _run_and_close(host: SshHost, argv: list[str]):  # type: ignore[no-unt
         return await host.run(argv)
     finally:
         await host.close()
+
+
+def sessions_started(server: SshdHost) -> int:
+    """Sessions sshd started (each exec or shell request is one)."""
+    return (server.directory / "sshd.log").read_text().count("Starting session")
+
+
+def test_many_commands_share_a_few_long_lived_shells(fleet: Fleet) -> None:
+    server = fleet.add("web-1", "127.0.0.2")
+    host = ssh_host(fleet, server)
+
+    async def scenario() -> list[tuple[int, str, str]]:
+        try:
+            results = []
+            for n in range(12):
+                done = await host.run(
+                    ["sh", "-c", f"printf out-{n}; printf err-{n} >&2; exit {n % 3}"], check=False
+                )
+                results.append((done.exit_status, done.stdout, done.stderr))
+            return results
+        finally:
+            await host.close()
+
+    # stdout and stderr kept apart, output without a final newline kept exact, statuses per command
+    assert asyncio.run(scenario()) == [(n % 3, f"out-{n}", f"err-{n}") for n in range(12)]
+    assert sessions_started(server) == 1
+
+
+def test_a_command_cannot_change_or_end_the_shell_it_runs_in(fleet: Fleet) -> None:
+    host = ssh_host(fleet, fleet.add("web-1", "127.0.0.2"))
+
+    async def scenario() -> list[str]:
+        try:
+            await host.run(["cd", "/"])
+            first = (await host.run(["pwd"])).stdout
+            await host.run(["exit", "7"], check=False)
+            await host.run(["cat"])  # stdin is /dev/null, so the commands after it survive
+            return [first, (await host.run(["pwd"])).stdout]
+        finally:
+            await host.close()
+
+    first, after = asyncio.run(scenario())
+    assert first == after != "/\n"  # still the login folder
+
+
+def test_concurrent_commands_on_one_host_each_get_their_own_output(fleet: Fleet) -> None:
+    server = fleet.add("web-1", "127.0.0.2")
+    host = ssh_host(fleet, server)
+
+    async def scenario() -> list[str]:
+        try:
+            done = await asyncio.gather(
+                *(host.run(["sh", "-c", f"sleep 0.2; echo {n}"]) for n in range(10))
+            )
+            return [d.stdout for d in done]
+        finally:
+            await host.close()
+
+    assert asyncio.run(scenario()) == [f"{n}\n" for n in range(10)]
+    assert sessions_started(server) <= 4  # the pool's limit, not one session per command
+
+
+def test_a_command_past_its_timeout_is_abandoned_and_the_next_one_runs(fleet: Fleet) -> None:
+    host = ssh_host(fleet, fleet.add("web-1", "127.0.0.2"))
+
+    async def scenario() -> str:
+        try:
+            with pytest.raises(HostError, match=r"web-1: `sleep` timed out after 0.3s"):
+                await host.run(["sleep", "5"], timeout=0.3)
+            return (await host.run(["echo", "after"])).stdout
+        finally:
+            await host.close()
+
+    assert asyncio.run(scenario()) == "after\n"

@@ -20,6 +20,7 @@ import asyncssh
 from rollout.config import HostConfig, SshSettings
 from rollout.errors import CommandFailed, HostError
 from rollout.hosts.base import CommandResult
+from rollout.hosts.shell import ShellPool
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,7 @@ class SshHost:
         key = spec.key_file or settings.key_file
         self.key_file = None if key is None else _resolve(key, config_dir)
         self._conn: asyncssh.SSHClientConnection | None = None
+        self._shells: ShellPool | None = None
         self._tunnel: asyncssh.SSHClientConnection | None = None
         self._connecting = asyncio.Lock()
 
@@ -95,6 +97,7 @@ class SshHost:
         async with self._connecting:
             if self._conn is None:
                 self._conn = await self._connect()
+                self._shells = ShellPool(self._conn)
             return self._conn
 
     async def _connect(self) -> asyncssh.SSHClientConnection:
@@ -176,17 +179,19 @@ class SshHost:
         env: Mapping[str, str] | None = None,
         check: bool = True,
     ) -> CommandResult:
-        conn = await self.connection()
+        await self.connection()
+        assert self._shells is not None  # opened with the connection
         limit = timeout if timeout is not None else self.settings.command_timeout.total_seconds()
         try:
-            done = await conn.run(self._command(argv, env), check=False, timeout=limit)
-        except asyncssh.TimeoutError as exc:
+            done = await self._shells.run(self._command(argv, env), limit)
+        except TimeoutError as exc:
             raise HostError(self.name, f"`{argv[0]}` timed out after {limit:g}s") from exc
-        except (OSError, asyncssh.Error) as exc:
+        except (OSError, asyncssh.Error, asyncio.IncompleteReadError) as exc:
             self._conn = None  # a lost connection is not reused; the next call reconnects
             raise HostError(self.name, f"connection lost: {_reason(exc)}") from exc
-        status = done.exit_status if done.exit_status is not None else -1
-        result = CommandResult(tuple(argv), status, _text(done.stdout), _text(done.stderr))
+        result = CommandResult(
+            tuple(argv), done.exit_status, _text(done.stdout), _text(done.stderr)
+        )
         return result.check(self.name) if check else result
 
     async def stream(self, argv: Sequence[str]) -> AsyncIterator[str]:
@@ -229,6 +234,9 @@ class SshHost:
             raise HostError(self.name, f"cannot download {remote}: {_reason(exc)}") from exc
 
     async def close(self) -> None:
+        if self._shells is not None:
+            self._shells.close()
+            self._shells = None
         for conn in (self._conn, self._tunnel):
             if conn is not None:
                 conn.close()
@@ -248,6 +256,8 @@ def _text(value: Any) -> str:
 
 
 def _reason(exc: BaseException) -> str:
+    if isinstance(exc, asyncio.IncompleteReadError):
+        return "the remote shell ended"
     if isinstance(exc, asyncssh.Error):
         return exc.reason or type(exc).__name__
     return str(exc) or type(exc).__name__
