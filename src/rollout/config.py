@@ -25,6 +25,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PlainSerializer,
     PlainValidator,
     PrivateAttr,
     ValidationError,
@@ -141,7 +142,12 @@ def _check_duration_key(value: str) -> str:
     return value
 
 
-Duration = Annotated[timedelta, PlainValidator(parse_duration)]
+# As data (JSON) a duration is its number of seconds, which parse_duration reads back.
+Duration = Annotated[
+    timedelta,
+    PlainValidator(parse_duration),
+    PlainSerializer(lambda d: d.total_seconds(), return_type=float, when_used="json"),
+]
 Percent = Annotated[float, PlainValidator(parse_percent)]
 Batch = Annotated[int | str, PlainValidator(_parse_batch)]
 Slug = Annotated[str, AfterValidator(_check_slug)]
@@ -151,7 +157,7 @@ DurationKey = Annotated[str, AfterValidator(_check_duration_key)]
 
 class _Section(BaseModel):
     # Unknown keys are typos until proven otherwise; a loaded runbook never changes.
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 # --- release and runtime -----------------------------------------------------------------------
@@ -183,7 +189,9 @@ class Launcher(_Section):
     """rollout's own process launcher, for hosts without a service manager."""
 
     # Numbers in commands and env (ports) are meant as text.
-    model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, defer_build=True, coerce_numbers_to_str=True
+    )
 
     command: list[str] = Field(min_length=1)
     env: dict[str, str] = Field(default_factory=dict)
@@ -297,7 +305,9 @@ RUNTIME_KINDS = ("release-dir", "compose")
 
 class HostConfig(_Section):
     # `vars` hold ports and paths, which YAML reads as numbers; templates want text.
-    model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, defer_build=True, coerce_numbers_to_str=True
+    )
 
     name: HostName
     address: str
@@ -319,12 +329,30 @@ class HostConfig(_Section):
         return self
 
 
+class MigrationsConfig(_Section):
+    """The app's schema migrations: read, linted and applied by `rollout db plan|migrate`."""
+
+    kind: Literal["alembic", "sql"] = "alembic"
+    path: str = "migrations"  # alembic: the folder holding alembic.ini; sql: a folder of NNN_*.sql
+    lock_timeout: Duration = timedelta(
+        seconds=2
+    )  # a DDL waiting longer gives up, never blocks reads
+    statement_timeout: Duration = timedelta(minutes=15)
+    retries: int = Field(default=5, ge=0)  # lock timeouts retried with backoff
+    allow_contract: bool = (
+        False  # deploys refuse contract migrations unless this or --allow-contract
+    )
+
+
 class DatabaseConfig(_Section):
     url: str
     via: str | None = None
     backups: str | None = None
     verify_level: int = Field(default=3, ge=1, le=3)
     sanity_queries: list[str] = Field(default_factory=list)
+    keep: int = Field(default=10, ge=1)  # backups kept by `rollout db prune`
+    max_age: Duration | None = None  # and none older than this (the newest verified one stays)
+    migrations: MigrationsConfig | None = None
 
 
 class Environment(_Section):
@@ -375,6 +403,10 @@ class SshSettings(_Section):
     command_timeout: Duration = timedelta(minutes=10)
     keepalive_interval: Duration = timedelta(seconds=15)
     keepalive_count_max: int = Field(default=3, ge=1)
+    # Keep connections open this long after their last use, in a local holder process, so the
+    # next run skips the handshake (OpenSSH's ControlPersist). 0: each run closes its own.
+    persist: Duration = timedelta(0)
+    control_dir: str | None = None  # the holder's private folder; default $XDG_RUNTIME_DIR/rollout
 
 
 # --- gates: readiness, checks, verify ----------------------------------------------------------
@@ -492,7 +524,9 @@ class Verify(_Section):
 
 class Metric(_Section):
     # Thresholds stay raw ("2s", "1%", "80"): their unit depends on the metric, known to the judge.
-    model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, defer_build=True, coerce_numbers_to_str=True
+    )
 
     source: Literal["probe", "prometheus", "host", "logs"]
     query: str | None = None

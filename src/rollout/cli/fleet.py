@@ -9,7 +9,8 @@ import typer
 from rollout.cli.common import DEFAULT_CONFIG, ConfigOption, JsonOption, console, load, print_json
 
 hosts_app = typer.Typer(
-    help="The environment's hosts: record their SSH keys.", no_args_is_help=True
+    help="The environment's hosts: record their SSH keys, close held connections.",
+    no_args_is_help=True,
 )
 
 
@@ -61,6 +62,27 @@ def trust_command(
             "[red]a key changed and was left as it is: check it, then run again with --replace[/]"
         )
         raise typer.Exit(1)
+
+
+@hosts_app.command("disconnect")
+def disconnect_command(config: ConfigOption = DEFAULT_CONFIG) -> None:
+    """Close the SSH connections kept open by ssh.persist and end their holder process.
+
+    Example: rollout hosts disconnect
+    """
+    import asyncio
+
+    from rollout.hosts import mux
+
+    runbook = load(config)
+    directory = mux.control_dir(runbook.ssh, runbook.config_dir)
+    closed = asyncio.run(mux.disconnect(directory))
+    console().print(
+        "closed the held SSH connections"
+        if closed
+        else f"no connection holder runs in {directory}",
+        highlight=False,
+    )
 
 
 def exec_command(

@@ -14,6 +14,10 @@ def make_host(spec: HostConfig, config_dir: Path, ssh: SshSettings) -> Host:
         assert spec.root is not None  # the config requires a root for local hosts
         root = Path(spec.root)
         return LocalHost(spec.name, root if root.is_absolute() else config_dir / root)
+    if ssh.persist.total_seconds() > 0:
+        from rollout.hosts.mux import MuxHost  # the holder process imports asyncssh, not this one
+
+        return MuxHost(spec, ssh, config_dir)
     from rollout.hosts.ssh import SshHost  # asyncssh is imported only when a host needs it
 
     return SshHost(spec, ssh, config_dir)

@@ -201,6 +201,8 @@ class SshHost:
                 self._command(argv, None), stderr=asyncssh.STDOUT
             ) as process:
                 async for line in process.stdout:
+                    if not line:  # asyncssh's last read at end of output; a blank line is "\n"
+                        break
                     yield _text(line).rstrip("\n")
         except (OSError, asyncssh.Error) as exc:
             raise HostError(self.name, f"connection lost: {_reason(exc)}") from exc

@@ -1,0 +1,187 @@
+"""The SSH connection holder: ``python -m rollout.hosts.holder CONTROL_DIR`` (see hosts/mux.py).
+
+One holder per user and control folder. It listens on ``CONTROL_DIR/holder.sock``, serves only
+its own uid, keeps one ``SshHost`` per destination (the host entry, the SSH settings and the
+known_hosts file as it is now), closes each after its ``persist`` time without use, and ends
+when it holds nothing. A second holder started at the same time finds the folder's lock taken
+and leaves at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import signal
+import socket
+import struct
+import sys
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rollout.config import HostConfig, SshSettings
+from rollout.hosts.mux import PIDFILE, SOCKET, error_data, private_dir
+from rollout.hosts.ssh import SshHost, known_hosts_path
+
+REAP_EVERY = 0.5  # seconds between looks for idle connections
+
+
+@dataclass
+class Held:
+    host: SshHost
+    persist: float
+    last_used: float
+    busy: int = 0
+
+
+@dataclass
+class Holder:
+    directory: Path
+    held: dict[str, Held] = field(default_factory=dict)
+    last_request: float = 0.0
+    persist: float = 5.0  # how long to wait for the first request before leaving
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def destination(self, request: dict[str, Any]) -> Held:
+        """The held connection for this request's host, made (not yet connected) when new."""
+        spec = HostConfig.model_validate(request["host"])
+        settings = SshSettings.model_validate(request["ssh"])
+        config_dir = Path(request["config_dir"])
+        known = known_hosts_path(settings, config_dir)
+        try:
+            trust = known.stat()
+            trusted_as = [trust.st_ino, trust.st_mtime_ns, trust.st_size]
+        except OSError:
+            trusted_as = None  # SshHost says what is wrong when it connects
+        identity = json.dumps(
+            [request["host"], request["ssh"], request["config_dir"], trusted_as], sort_keys=True
+        )
+        key = hashlib.sha256(identity.encode()).hexdigest()
+        now = asyncio.get_running_loop().time()
+        persist = settings.persist.total_seconds()
+        self.persist = max(self.persist, persist)
+        if key not in self.held:
+            self.held[key] = Held(SshHost(spec, settings, config_dir), persist, now)
+        held = self.held[key]
+        held.last_used, held.persist = now, persist
+        return held
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            if not self._same_user(writer):
+                return
+            line = await reader.readline()
+            if not line:
+                return
+            request = json.loads(line)
+            self.last_request = asyncio.get_running_loop().time()
+            if request["op"] == "stop":
+                self.stopping.set()
+                await self.close_all()
+                return
+            held = self.destination(request)
+            held.busy += 1
+            try:
+                await self.answer(held.host, request, writer)
+            except Exception as exc:  # every failure goes back to the caller, typed
+                if not isinstance(exc, (OSError, ConnectionError)) or writer.is_closing():
+                    traceback.print_exc(file=sys.stderr)
+                with contextlib.suppress(OSError):
+                    await _send(writer, {"error": error_data(exc)})
+            finally:
+                held.busy -= 1
+                held.last_used = asyncio.get_running_loop().time()
+        finally:
+            writer.close()
+
+    async def answer(
+        self, host: SshHost, request: dict[str, Any], writer: asyncio.StreamWriter
+    ) -> None:
+        op = request["op"]
+        if op == "run":
+            done = await host.run(
+                request["argv"], timeout=request["timeout"], env=request["env"] or None, check=False
+            )
+            result = {"exit_status": done.exit_status, "stdout": done.stdout, "stderr": done.stderr}
+            await _send(writer, {"ok": result})
+        elif op == "stream":
+            async for text in host.stream(request["argv"]):
+                await _send(writer, {"line": text})  # a caller gone (Ctrl-C) ends the stream here
+            await _send(writer, {"end": True})
+        elif op == "put":
+            await host.put(Path(request["local"]), request["remote"])
+            await _send(writer, {"ok": None})
+        elif op == "get":
+            await host.get(request["remote"], Path(request["local"]))
+            await _send(writer, {"ok": None})
+        else:
+            raise ValueError(f"unknown request {op!r}")
+
+    @staticmethod
+    def _same_user(writer: asyncio.StreamWriter) -> bool:
+        sock: socket.socket = writer.get_extra_info("socket")
+        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        _pid, uid, _gid = struct.unpack("3i", creds)
+        return bool(uid == os.getuid())
+
+    async def reap(self) -> None:
+        """Close connections idle past their persist time; stop when nothing is held."""
+        loop = asyncio.get_running_loop()
+        while not self.stopping.is_set():
+            await asyncio.sleep(REAP_EVERY)
+            now = loop.time()
+            for key, held in list(self.held.items()):
+                if not held.busy and now - held.last_used > held.persist:
+                    del self.held[key]
+                    await held.host.close()
+            if not self.held and now - self.last_request > self.persist:
+                self.stopping.set()
+
+    async def close_all(self) -> None:
+        held, self.held = list(self.held.values()), {}
+        await asyncio.gather(*(h.host.close() for h in held), return_exceptions=True)
+
+
+async def _send(writer: asyncio.StreamWriter, answer: dict[str, Any]) -> None:
+    writer.write(json.dumps(answer).encode() + b"\n")
+    await writer.drain()
+
+
+async def main(directory: Path) -> int:
+    private_dir(directory)
+    lock = (directory / "holder.lock").open("w")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return 0  # another holder serves this folder
+    path = directory / SOCKET
+    path.unlink(missing_ok=True)  # left by a holder that was killed
+    holder = Holder(directory, last_request=asyncio.get_running_loop().time())
+    old_umask = os.umask(0o177)  # the socket is created 0600, never briefly wider
+    try:
+        server = await asyncio.start_unix_server(holder.serve, str(path), limit=2**24)
+    finally:
+        os.umask(old_umask)
+    (directory / PIDFILE).write_text(f"{os.getpid()}\n")
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, holder.stopping.set)
+    reaper = asyncio.create_task(holder.reap())
+    try:
+        await holder.stopping.wait()
+    finally:
+        server.close()
+        path.unlink(missing_ok=True)
+        (directory / PIDFILE).unlink(missing_ok=True)
+        reaper.cancel()
+        await holder.close_all()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main(Path(sys.argv[1]))))

@@ -1,0 +1,199 @@
+"""ssh.persist: a local holder keeps SSH connections open between runs, safely, against real sshd."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from rollout.config import HostConfig, SshSettings
+from rollout.errors import CommandFailed
+from rollout.hosts.mux import MuxHost
+from tests.fixtures.sshd import TEST_USER, Fleet, SshdHost
+
+RUNBOOK = """\
+app: shop
+runtime: {{kind: release-dir, path: srv/app, start: 'true'}}
+ssh: {{known_hosts: '{known_hosts}', key_file: '{key}', agent: false, connect_timeout: 3s,
+       persist: {persist}, control_dir: '{control}'}}
+environments:
+  production:
+    hosts:
+{hosts}
+"""
+
+
+@pytest.fixture
+def control(fleet: Fleet) -> Iterator[Path]:
+    """The holder's folder; the holder a test started is ended by its pid afterwards."""
+    directory = fleet.base / "control"
+    yield directory
+    pidfile = directory / "holder.pid"
+    if pidfile.exists():
+        os.kill(int(pidfile.read_text()), signal.SIGTERM)
+
+
+def setup(fleet: Fleet, hosts: list[SshdHost], control: Path, persist: str = "60s") -> Path:
+    entries = "\n".join(f"      - {h.yaml()}" for h in hosts)
+    config = fleet.base / "rollout.yml"
+    config.write_text(
+        RUNBOOK.format(
+            known_hosts=fleet.known_hosts,
+            key=fleet.client_key,
+            persist=persist,
+            control=control,
+            hosts=entries,
+        )
+    )
+    return config
+
+
+def rollout(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    at = args.index("--") if "--" in args else len(args)
+    return subprocess.run(
+        [sys.executable, "-m", "rollout", *args[:at], "--config", str(config), *args[at:]],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def logins(server: SshdHost) -> int:
+    return (server.directory / "sshd.log").read_text().count("Accepted publickey")
+
+
+def holder_pid(control: Path) -> int | None:
+    pidfile = control / "holder.pid"
+    return int(pidfile.read_text()) if pidfile.exists() else None
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_a_second_run_reuses_the_held_connection_until_disconnect(
+    fleet: Fleet, control: Path
+) -> None:
+    hosts = [fleet.add("web-1", "127.0.0.2"), fleet.add("web-2", "127.0.0.3")]
+    config = setup(fleet, hosts, control)
+
+    for _ in range(3):
+        done = rollout(config, "exec", "production", "--", "printf", "%s", "a b; $(id)")
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.count("a b; $(id)") == 2  # quoted argument, per host
+    assert [logins(h) for h in hosts] == [1, 1]  # three runs, one login per host
+
+    pid = holder_pid(control)
+    assert pid is not None and alive(pid)
+    assert (control.stat().st_mode & 0o777, (control / "holder.sock").stat().st_mode & 0o777) == (
+        0o700,
+        0o600,
+    )
+
+    done = rollout(config, "hosts", "disconnect")
+    assert done.returncode == 0 and "closed" in done.stdout
+    deadline = time.monotonic() + 5
+    while alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not alive(pid) and not (control / "holder.sock").exists()
+
+    assert rollout(config, "exec", "production", "--", "true").returncode == 0
+    assert [logins(h) for h in hosts] == [2, 2]  # a new holder logs in afresh
+
+
+def test_recording_a_key_makes_the_next_run_verify_again(fleet: Fleet, control: Path) -> None:
+    host = fleet.add("web-1", "127.0.0.2")
+    config = setup(fleet, [host], control)
+    assert rollout(config, "exec", "production", "--", "true").returncode == 0
+
+    fleet.known_hosts.write_text(fleet.known_hosts.read_text() + "# edited\n")
+    assert rollout(config, "exec", "production", "--", "true").returncode == 0
+    assert logins(host) == 2
+
+
+def test_an_unknown_host_key_is_refused_through_the_holder(fleet: Fleet, control: Path) -> None:
+    host = fleet.add("stranger", "127.0.0.2", trust=False)
+    config = setup(fleet, [host], control)
+
+    done = rollout(config, "exec", "production", "--", "true")
+
+    said = " ".join((done.stderr + done.stdout).split())  # as one line, whatever the wrapping
+    assert done.returncode == 3
+    assert f"stranger: [127.0.0.2]:{host.port}: unknown host key ssh-ed25519 SHA256:" in said
+    assert logins(host) == 0
+
+
+def test_a_control_folder_others_can_open_is_refused(fleet: Fleet, control: Path) -> None:
+    host = fleet.add("web-1", "127.0.0.2")
+    config = setup(fleet, [host], control)
+    control.mkdir(mode=0o755)
+    control.chmod(0o755)
+
+    done = rollout(config, "exec", "production", "--", "true")
+
+    assert done.returncode == 3
+    assert f"{control} is not a private folder" in done.stderr
+    assert holder_pid(control) is None and logins(host) == 0
+
+
+def test_the_holder_ends_by_itself_after_persist(fleet: Fleet, control: Path) -> None:
+    host = fleet.add("web-1", "127.0.0.2")
+    config = setup(fleet, [host], control, persist="1s")
+    assert rollout(config, "exec", "production", "--", "true").returncode == 0
+    pid = holder_pid(control)
+    assert pid is not None
+
+    deadline = time.monotonic() + 10
+    while alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+    assert not alive(pid)
+    assert "Close session" in (host.directory / "sshd.log").read_text() or logins(host) == 1
+
+
+def test_commands_files_and_streams_go_through_the_holder(
+    fleet: Fleet, control: Path, tmp_path: Path
+) -> None:
+    server = fleet.add("web-1", "127.0.0.2")
+    spec = HostConfig.model_validate(
+        {"name": "web-1", "address": server.address, "port": server.port, "user": TEST_USER}
+    )
+    settings = SshSettings.model_validate(
+        {
+            "known_hosts": str(fleet.known_hosts),
+            "key_file": str(fleet.client_key),
+            "agent": False,
+            "persist": "30s",
+            "control_dir": str(control),
+        }
+    )
+    host = MuxHost(spec, settings, fleet.base)
+    local = tmp_path / "artifact.bin"
+    local.write_bytes(bytes(range(256)) * 1000)
+
+    async def scenario() -> tuple[str, list[str], bytes]:
+        remote = str(server.root / "up.bin")
+        await host.put(local, remote)
+        await host.get(remote, tmp_path / "down.bin")
+        stdout = (await host.run(["env"], env={"RELEASE": "v1; rm -rf /"})).stdout
+        lines = [line async for line in host.stream(["printf", "one\\ntwo\\n"])]
+        with pytest.raises(CommandFailed, match=r"web-1: `sh -c 'echo no >&2; exit 3'` exited 3"):
+            await host.run(["sh", "-c", "echo no >&2; exit 3"])
+        return stdout, lines, (tmp_path / "down.bin").read_bytes()
+
+    stdout, lines, copied = asyncio.run(scenario())
+    assert "RELEASE=v1; rm -rf /" in stdout.splitlines()
+    assert lines == ["one", "two"]
+    assert copied == local.read_bytes()
+    assert logins(server) == 1
