@@ -30,8 +30,11 @@ import subprocess
 import sys
 import weakref
 from collections.abc import AsyncIterator, Mapping, Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
+
+from pydantic import BaseModel
 
 from rollout.config import HostConfig, SshSettings
 from rollout.errors import CommandFailed, HostError, InfrastructureError
@@ -73,6 +76,18 @@ def private_dir(path: Path) -> Path:
     return path
 
 
+def _data(model: BaseModel) -> dict[str, Any]:
+    """A flat settings model as JSON data, durations in seconds (what the config parser reads).
+
+    Not ``model_dump``: building pydantic's serializers would cost every command ~30 ms.
+    """
+    plain = {}
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        plain[name] = value.total_seconds() if isinstance(value, timedelta) else value
+    return plain
+
+
 def error_from(data: Mapping[str, Any]) -> InfrastructureError:
     """The exception the holder reported, rebuilt on this side of the socket."""
     if data["type"] == "CommandFailed":
@@ -107,11 +122,7 @@ class MuxHost:
         self.settings = settings
         self.config_dir = config_dir
         self.directory = control_dir(settings, config_dir)
-        self._where = {
-            "host": spec.model_dump(mode="json"),
-            "ssh": settings.model_dump(mode="json"),
-            "config_dir": str(config_dir),
-        }
+        self._where = {"host": _data(spec), "ssh": _data(settings), "config_dir": str(config_dir)}
 
     @property
     def name(self) -> str:
