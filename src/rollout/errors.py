@@ -12,12 +12,14 @@ the CLI maps it to (DESIGN.md: 0 ok, 1 a check or gate failed, 2 bad input, 3 in
     ├── GateFailed                 exit 1   a check, gate or verification said no
     │   ├── DeployFailed                    a step failed; the hosts were put back
     │   ├── NotHealthy                      an app did not answer healthy in time
-    │   └── RollbackRefused                 the rollback target is not present everywhere
+    │   ├── RollbackRefused                 the rollback target is not present everywhere
+    │   └── BackupBad                       a backup failed verification: do not restore it
     └── InfrastructureError        exit 3   something outside rollout stopped it
         ├── LockHeld                        another deployment holds the environment's lock
         ├── HostError                       a host could not be reached or a command failed
         │   └── CommandFailed               a command ran and exited non-zero
-        └── StoreError                      the records could not be read or written
+        ├── StoreError                      the records could not be read or written
+        └── DatabaseError                   the app's database or its tools could not do the work
 """
 
 from __future__ import annotations
@@ -94,6 +96,10 @@ class RollbackRefused(GateFailed):
     """A rollback target is missing on at least one host; nothing was touched."""
 
 
+class BackupBad(GateFailed):
+    """A backup's bytes, archive or restored content do not match what its manifest claims."""
+
+
 class InfrastructureError(RolloutError):
     """Something outside rollout (a host, the store, a lock) stopped the work."""
 
@@ -126,3 +132,7 @@ class CommandFailed(HostError):
 
 class StoreError(InfrastructureError):
     """rollout's own records could not be read or written."""
+
+
+class DatabaseError(InfrastructureError):
+    """The app's database could not be reached, or pg_dump/pg_restore could not finish."""

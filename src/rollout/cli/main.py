@@ -11,7 +11,7 @@ import sys
 import click
 import typer
 
-from rollout.cli import admin, checks, deploy, fleet, grade, inspect, readiness
+from rollout.cli import admin, checks, db, deploy, fleet, grade, inspect, readiness
 
 app = typer.Typer(
     name="rollout",
@@ -28,6 +28,7 @@ readiness.register(app)
 admin.register(app)
 fleet.register(app)
 grade.register(app)
+db.register(app)
 
 
 def run() -> None:

@@ -96,3 +96,35 @@ class LockInfo:
     tag: str | None
     message: str
     acquired_at: datetime
+
+
+@dataclass(frozen=True)
+class BackupRecord:
+    """A backup of the app's database as recorded when it was taken."""
+
+    id: int
+    env: str
+    kind: str
+    deployment_id: int | None
+    folder: str
+    database: str
+    dump_sha256: str
+    size: int
+    point_in_time: datetime
+    taken_at: datetime
+    seconds: float
+    manifest: str
+    pruned_at: datetime | None
+    verified_level: int  # the highest level a check found it verified at (0: never)
+
+
+@dataclass(frozen=True)
+class BackupCheckRecord:
+    id: int
+    backup_id: int | None
+    dump_sha256: str
+    level: int
+    status: str
+    detail: str
+    checked_at: datetime
+    seconds: float

@@ -29,6 +29,8 @@ from rollout.store.audit import AuditEntry, AuditReport
 from rollout.store.connect import WRITE, create, migrate, parse_url, translated_errors
 from rollout.store.records import (
     ApprovalRecord,
+    BackupCheckRecord,
+    BackupRecord,
     CheckRecord,
     DeploymentRecord,
     LockInfo,
@@ -392,6 +394,119 @@ class Store:
             return chain.verify_chain(_audit_entry(row) for row in conn.execute(query))
 
     # -- plumbing ----------------------------------------------------------------------------
+
+    # --- backups of the app's database ---------------------------------------------------------
+
+    def add_backup(
+        self,
+        *,
+        env: str,
+        kind: str,
+        deployment_id: int | None,
+        folder: str,
+        database: str,
+        dump_sha256: str,
+        size: int,
+        point_in_time: datetime,
+        seconds: float,
+        manifest: str,
+    ) -> int:
+        values = dict(
+            env=env,
+            kind=kind,
+            deployment_id=deployment_id,
+            folder=folder,
+            database=database,
+            dump_sha256=dump_sha256,
+            size=size,
+            point_in_time=point_in_time,
+            taken_at=utcnow(),
+            seconds=seconds,
+            manifest=manifest,
+        )
+        return self._insert(schema.backups, values)
+
+    def add_backup_check(
+        self,
+        *,
+        backup_id: int | None,
+        dump_sha256: str,
+        level: int,
+        status: str,
+        detail: str,
+        seconds: float,
+    ) -> int:
+        values = dict(
+            backup_id=backup_id,
+            dump_sha256=dump_sha256,
+            level=level,
+            status=status,
+            detail=self._redact(detail),
+            checked_at=utcnow(),
+            seconds=seconds,
+        )
+        return self._insert(schema.backup_checks, values)
+
+    def backups(
+        self,
+        *,
+        env: str | None = None,
+        deployment_id: int | None = None,
+        kind: str | None = None,
+        include_pruned: bool = False,
+    ) -> list[BackupRecord]:
+        """Newest first."""
+        t = schema.backups
+        query = select(t).order_by(t.c.taken_at.desc(), t.c.id.desc())
+        if env is not None:
+            query = query.where(t.c.env == env)
+        if deployment_id is not None:
+            query = query.where(t.c.deployment_id == deployment_id)
+        if kind is not None:
+            query = query.where(t.c.kind == kind)
+        if not include_pruned:
+            query = query.where(t.c.pruned_at.is_(None))
+        with self._reading() as conn:
+            rows = conn.execute(query).all()
+            levels = self._verified_levels(conn, [r.dump_sha256 for r in rows])
+        return [
+            BackupRecord(**r._mapping, verified_level=levels.get(r.dump_sha256, 0)) for r in rows
+        ]
+
+    def backup_by_folder(self, folder: str) -> BackupRecord | None:
+        t = schema.backups
+        with self._reading() as conn:
+            row = conn.execute(select(t).where(t.c.folder == folder)).first()
+            if row is None:
+                return None
+            levels = self._verified_levels(conn, [row.dump_sha256])
+        return BackupRecord(**row._mapping, verified_level=levels.get(row.dump_sha256, 0))
+
+    def backup_checks(self, dump_sha256: str) -> list[BackupCheckRecord]:
+        t = schema.backup_checks
+        query = select(t).where(t.c.dump_sha256 == dump_sha256).order_by(t.c.id)
+        with self._reading() as conn:
+            return [BackupCheckRecord(**r._mapping) for r in conn.execute(query)]
+
+    def mark_backup_pruned(self, backup_id: int) -> None:
+        self._update(schema.backups, backup_id, {"pruned_at": utcnow()})
+
+    @staticmethod
+    def _verified_levels(conn: Connection, hashes: Sequence[str]) -> dict[str, int]:
+        """The highest level each dump hash was verified at; a later 'bad' check wins."""
+        t = schema.backup_checks
+        found: dict[str, int] = {}
+        rows = conn.execute(
+            select(t.c.dump_sha256, t.c.level, t.c.status)
+            .where(t.c.dump_sha256.in_(set(hashes)))
+            .order_by(t.c.id)
+        )
+        for sha, level, status in rows:
+            if status == "verified":
+                found[sha] = max(found.get(sha, 0), level)
+            elif status == "bad":
+                found[sha] = 0
+        return found
 
     @contextmanager
     def _reading(self) -> Iterator[Connection]:

@@ -191,6 +191,41 @@ follow_ups = Table(
     Index("ix_follow_ups_status_due_at", "status", "due_at"),
 )
 
+# The app database's backups; the manifest (JSON) is kept whole, as written beside the dump.
+backups = Table(
+    "backups",
+    metadata,
+    _id(),
+    Column("env", String, nullable=False),
+    Column("kind", String, nullable=False),  # pre-deploy, manual, safety
+    Column("deployment_id", Integer, ForeignKey("deployments.id")),
+    Column("folder", Text, nullable=False),
+    Column("database", String, nullable=False),
+    Column("dump_sha256", String(64), nullable=False),
+    Column("size", Integer, nullable=False),
+    Column("point_in_time", UTCDateTime, nullable=False),
+    Column("taken_at", UTCDateTime, nullable=False),
+    Column("seconds", Float, nullable=False),
+    Column("manifest", Text, nullable=False),
+    Column("pruned_at", UTCDateTime),
+    Index("ix_backups_env_taken_at", "env", "taken_at"),
+)
+
+# Each verification of a backup's bytes; results are found again by the dump's hash.
+backup_checks = Table(
+    "backup_checks",
+    metadata,
+    _id(),
+    Column("backup_id", Integer, ForeignKey("backups.id")),
+    Column("dump_sha256", String(64), nullable=False),
+    Column("level", Integer, nullable=False),
+    Column("status", String, nullable=False),  # verified, bad, undecided
+    Column("detail", Text, nullable=False),
+    Column("checked_at", UTCDateTime, nullable=False),
+    Column("seconds", Float, nullable=False),
+    Index("ix_backup_checks_dump_sha256", "dump_sha256"),
+)
+
 # One row per environment: the primary key is what makes acquiring the lock atomic.
 locks = Table(
     "locks",

@@ -1,0 +1,164 @@
+"""The database API the CLI and the deploy call: backup, verify, list, prune, all on the record.
+
+Each backup is recorded with its manifest; each verification with its level and outcome, keyed
+by the dump's SHA-256, so a verification is never repeated for the same bytes (L1 proves they
+are the same bytes) and the pre-flight freshness gate can ask for the newest *verified* backup.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from rollout.config import DatabaseConfig, Runbook
+from rollout.database import postgres
+from rollout.database.backup import BackupTaken, take_backup
+from rollout.database.verify import Verification, verify_backup
+from rollout.errors import BadInput
+from rollout.store import Store
+from rollout.store.records import BackupRecord
+
+
+@dataclass(frozen=True)
+class BackupDone:
+    taken: BackupTaken
+    verification: Verification | None
+    backup_id: int
+
+
+def database_of(runbook: Runbook, env: str) -> DatabaseConfig:
+    database = runbook.environment(env).database
+    if database is None:
+        raise BadInput(
+            f"environment {env} has no database",
+            hint=f"add environments.{env}.database.url to rollout.yml",
+        )
+    return database
+
+
+def backups_root(runbook: Runbook, env: str) -> Path:
+    database = database_of(runbook, env)
+    if database.via is not None:
+        raise BadInput(
+            f"environments.{env}.database.via: backups through a host are not supported yet",
+            hint="give a database.url reachable from here and leave out `via`",
+        )
+    folder = Path(database.backups or f".rollout/backups/{env}").expanduser()
+    return folder if folder.is_absolute() else runbook.config_dir / folder
+
+
+def backup_and_verify(
+    runbook: Runbook,
+    store: Store,
+    env: str,
+    *,
+    kind: str = "manual",
+    deployment_id: int | None = None,
+    level: int | None = None,
+) -> BackupDone:
+    """Take a backup of the env's database, record it, verify it (default: database.verify_level)."""
+    database = database_of(runbook, env)
+    server = postgres.Server(database.url)
+    taken = take_backup(
+        server,
+        backups_root(runbook, env),
+        app=runbook.app,
+        env=env,
+        kind=kind,
+        compression=database.compression,
+    )
+    manifest = taken.manifest
+    backup_id = store.add_backup(
+        env=env,
+        kind=kind,
+        deployment_id=deployment_id,
+        folder=str(taken.folder),
+        database=manifest.database,
+        dump_sha256=manifest.dump.sha256,
+        size=sum(f.size for f in manifest.files),
+        point_in_time=datetime.fromisoformat(manifest.started_at),
+        seconds=taken.seconds,
+        manifest=manifest.to_json(),
+    )
+    chosen = database.verify_level if level is None else level
+    verification = None
+    if chosen > 0:
+        verification = verify_recorded(runbook, store, env, taken.folder, chosen)
+    return BackupDone(taken, verification, backup_id)
+
+
+def verify_recorded(
+    runbook: Runbook, store: Store, env: str | None, folder: Path, level: int
+) -> Verification:
+    """Verify ``folder`` and record each level's outcome under the dump's hash."""
+    database = database_of(runbook, env) if env is not None else None
+    server = postgres.Server(database.url) if database is not None else None
+    record = store.backup_by_folder(str(folder))
+    cached = record.verified_level if record is not None else 0
+    result = verify_backup(
+        folder,
+        level,
+        server=server,
+        sanity_queries=tuple(database.sanity_queries) if database else (),
+        cached_level=cached,
+    )
+    if result.manifest is not None:
+        for check in result.levels:
+            if check.detail == "on record for these bytes":
+                continue
+            store.add_backup_check(
+                backup_id=record.id if record is not None else None,
+                dump_sha256=result.manifest.dump.sha256,
+                level=check.level,
+                status=check.status,
+                detail=check.detail,
+                seconds=check.seconds,
+            )
+    return result
+
+
+def newest_verified(store: Store, env: str, level: int) -> BackupRecord | None:
+    for record in store.backups(env=env):
+        if record.verified_level >= level:
+            return record
+    return None
+
+
+def resolve_backup(runbook: Runbook, store: Store, env: str | None, name: str) -> Path:
+    """A backup named by its folder (absolute, relative, or a name in the env's backups folder)."""
+    path = Path(name).expanduser()
+    candidates = [path] if path.is_absolute() else [Path.cwd() / path, runbook.config_dir / path]
+    if env is not None and not path.is_absolute():
+        candidates.append(backups_root(runbook, env) / path)
+    for candidate in candidates:
+        if candidate.is_dir():
+            return candidate.resolve()
+    raise BadInput(f"no backup named {name}", hint="see `rollout db list ENV`")
+
+
+def prune(
+    runbook: Runbook, store: Store, env: str, *, now: datetime | None = None
+) -> list[BackupRecord]:
+    """Remove backups past database.keep or older than database.max_age; never the newest
+    verified one, and never one that is the only verified backup of a recent deployment."""
+    import shutil
+
+    database = database_of(runbook, env)
+    now = now or datetime.now(UTC)
+    records = store.backups(env=env)
+    keep_newest = newest_verified(store, env, 1)
+    removed = []
+    for index, record in enumerate(records):
+        too_many = index >= database.keep
+        too_old = database.max_age is not None and now - record.taken_at > database.max_age
+        if not (too_many or too_old) or (keep_newest is not None and record.id == keep_newest.id):
+            continue
+        shutil.rmtree(record.folder, ignore_errors=True)
+        store.mark_backup_pruned(record.id)
+        removed.append(record)
+    return removed
+
+
+def age(record: BackupRecord, now: datetime | None = None) -> timedelta:
+    return (now or datetime.now(UTC)) - record.point_in_time
