@@ -16,6 +16,7 @@ from rollout.errors import LockHeld, StoreError
 from rollout.model import CheckResult, CheckStatus, Kind, Outcome, StepStatus
 from rollout.redact import Redactor
 from rollout.store import OUTPUT_LIMIT, LockInfo, Store, open_store
+from rollout.store.connect import HEAD_REVISION
 from rollout.store.schema import metadata
 
 SECRET = "hunter2-s3cr3t-value"
@@ -55,11 +56,11 @@ def test_migrations_create_the_tables_and_reopening_changes_nothing(
 ) -> None:
     tables = set(inspect(store.engine).get_table_names())
     assert set(metadata.tables) <= tables
-    assert _raw(store, "SELECT version_num FROM alembic_version") == [("0001",)]
+    assert _raw(store, "SELECT version_num FROM alembic_version") == [(HEAD_REVISION,)]
     deployment_id = _deploy(store)
 
     with open_store(store_url) as again:
-        assert _raw(again, "SELECT version_num FROM alembic_version") == [("0001",)]
+        assert _raw(again, "SELECT version_num FROM alembic_version") == [(HEAD_REVISION,)]
         assert again.deployment(deployment_id).tag == "v1"
 
 
