@@ -350,6 +350,7 @@ class DatabaseConfig(_Section):
     backups: str | None = None
     verify_level: int = Field(default=3, ge=1, le=3)
     sanity_queries: list[str] = Field(default_factory=list)
+    backup_before_deploy: bool = True  # the deploy's backup phase: a verified backup first
     compression: int | None = Field(default=None, ge=0, le=9)  # pg_dump -Z; None: its default
     keep: int = Field(default=10, ge=1)  # backups kept by `rollout db prune`
     max_age: Duration | None = None  # and none older than this (the newest verified one stays)

@@ -109,6 +109,43 @@ def verify_command(
     raise typer.Exit(result.exit_code)
 
 
+@db_app.command("restore")
+def restore_command(
+    env: Annotated[str, typer.Argument(help="Environment whose database to restore.")],
+    backup: Annotated[str, typer.Argument(help="The backup folder or its name (rollout db list).")],
+    reason: Annotated[str | None, typer.Option("--reason", help="Why; kept in the record.")] = None,
+    config: ConfigOption = DEFAULT_CONFIG,
+    as_json: JsonOption = False,
+) -> None:
+    """Restore a verified backup over ENV's database: stop the app, take a safety backup,
+    restore into a new database, compare, swap (the old one is kept), start the app again.
+
+    Example: rollout db restore production production-20261128T101500000000Z-pre-deploy
+    """
+    import asyncio
+
+    from rollout.cli.deploy import _finish, _sinks, run_cancellable
+    from rollout.database.operations import resolve_backup
+    from rollout.engine.operations import current_release, rollback
+    from rollout.store import open_store
+
+    runbook = load(config)
+    with open_store(runbook.store_url, redactor=runbook.redactor) as store:
+        folder = resolve_backup(runbook, store, env, backup)
+    running = asyncio.run(current_release(runbook, env))
+    report = run_cancellable(
+        rollback(
+            runbook,
+            env,
+            to=running,
+            reason=reason or f"database restore of {folder.name}",
+            database=folder,
+            sinks=_sinks(as_json, runbook.redactor),
+        )
+    )
+    _finish(report, as_json)
+
+
 @db_app.command("list")
 def list_command(
     env: Annotated[str, typer.Argument(help="Environment.")],

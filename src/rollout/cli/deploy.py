@@ -143,6 +143,14 @@ def rollback_command(
         str | None, typer.Option("--to", help="Release to go back to (default: previous).")
     ] = None,
     reason: Annotated[str | None, typer.Option("--reason", help="Why; kept in the record.")] = None,
+    database: Annotated[
+        bool,
+        typer.Option(
+            "--database",
+            help="Also restore the pre-deploy backup of the deployment rolled back"
+            " (the live database is kept aside, with a safety backup).",
+        ),
+    ] = False,
     config: ConfigOption = DEFAULT_CONFIG,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the plan; touch nothing.")
@@ -152,6 +160,7 @@ def rollback_command(
     """Quick rollback: switch every host of ENV back (the target must exist on every host first).
 
     Example: rollout rollback production --reason "checkout errors"
+             rollout rollback production --database --reason "corrupted orders"
     """
     from rollout.engine.operations import rollback
 
@@ -162,6 +171,7 @@ def rollback_command(
             env,
             to=to,
             reason=reason,
+            database=database,
             sinks=_sinks(as_json, runbook.redactor),
             dry_run=dry_run,
         )

@@ -7,17 +7,24 @@ are the same bytes) and the pre-flight freshness gate can ask for the newest *ve
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rollout.config import DatabaseConfig, Runbook
 from rollout.database import postgres
 from rollout.database.backup import BackupTaken, take_backup
 from rollout.database.verify import Verification, verify_backup
 from rollout.errors import BadInput
+from rollout.model import CheckResult, CheckStatus
 from rollout.store import Store
 from rollout.store.records import BackupRecord
+
+if TYPE_CHECKING:
+    from rollout.engine.runner import Runner
 
 
 @dataclass(frozen=True)
@@ -162,3 +169,125 @@ def prune(
 
 def age(record: BackupRecord, now: datetime | None = None) -> timedelta:
     return (now or datetime.now(UTC)) - record.point_in_time
+
+
+def pre_deploy_backup(runbook: Runbook, store: Store, env: str, deployment_id: int) -> str:
+    """The deploy's backup phase: a backup verified to database.verify_level, or the deploy stops."""
+    from rollout.errors import BackupBad, DatabaseError
+
+    done = backup_and_verify(runbook, store, env, kind="pre-deploy", deployment_id=deployment_id)
+    manifest = done.taken.manifest
+    rows = sum(t.rows for t in manifest.fingerprint.tables)
+    what = (
+        f"{done.taken.folder.name}: {len(manifest.fingerprint.tables)} tables, {rows} rows,"
+        f" point in time {manifest.started_at}"
+    )
+    result = done.verification
+    if result is None:
+        return f"{what}; not verified (database.verify_level: 0)"
+    timings = ", ".join(f"L{c.level} {c.seconds:.2f} s" for c in result.levels)
+    if result.status == "bad":
+        raise BackupBad(
+            f"the pre-deploy backup is bad: {result.summary}", hint="nothing was changed"
+        )
+    if result.status != "verified":
+        raise DatabaseError(f"the pre-deploy backup could not be verified: {result.summary}")
+    return f"{what}; {result.summary} ({timings})"
+
+
+def recorded_freshness(
+    store: Store, env: str, max_age: timedelta, level: int
+) -> CheckResult | None:
+    """The pre-flight backup gate from the records; None when nothing is recorded for ``env``."""
+    records = store.backups(env=env)
+    if not records:
+        return None
+    threshold = f"verified at L{level}, newer than {max_age}"
+    newest = newest_verified(store, env, level)
+    if newest is None:
+        return CheckResult(
+            "backup",
+            CheckStatus.FAIL,
+            f"none verified at L{level}",
+            threshold,
+            f"{len(records)} backup(s) on record, none verified to L{level}",
+            f"run: rollout db backup {env} --level {level}",
+        )
+    old = age(newest)
+    ok = old <= max_age
+    return CheckResult(
+        "backup",
+        CheckStatus.PASS if ok else CheckStatus.FAIL,
+        f"{old.total_seconds() / 3600:.1f} h old, L{newest.verified_level}",
+        threshold,
+        f"newest verified: {Path(newest.folder).name}",
+        "" if ok else f"the newest verified backup is too old: rollout db backup {env}",
+    )
+
+
+def check_restorable(runbook: Runbook, store: Store, env: str, folder: Path) -> Verification:
+    """Before anything stops: L1 and L2 now, L3 on record (or now), and this very database."""
+    from rollout.database import restore
+
+    database = database_of(runbook, env)
+    record = store.backup_by_folder(str(folder))
+    result = restore.check(
+        postgres.Server(database.url), folder, recorded_level=record.verified_level if record else 0
+    )
+    assert result.manifest is not None
+    for level in result.levels:
+        if level.detail != "on record for these bytes":
+            store.add_backup_check(
+                backup_id=record.id if record else None,
+                dump_sha256=result.manifest.dump.sha256,
+                level=level.level,
+                status=level.status,
+                detail=level.detail,
+                seconds=level.seconds,
+            )
+    return result
+
+
+def restore_action(
+    runbook: Runbook, store: Store, env: str, folder: Path, runner: Runner
+) -> Callable[[], Awaitable[str]]:
+    """The rollback's db-restore step: safety backup, stage, swap; the swap is undone when a
+    later step fails (the runner runs ``runner.undo`` before it puts the hosts back)."""
+    from rollout.database import restore
+    from rollout.database.manifest import read_manifest
+    from rollout.engine.events import Note
+    from rollout.errors import BackupBad
+
+    database = database_of(runbook, env)
+    server = postgres.Server(database.url)
+
+    def before_swap() -> tuple[Path, restore.Staged]:
+        safety = backup_and_verify(
+            runbook, store, env, kind="safety", deployment_id=runner.deployment_id, level=2
+        )
+        if safety.verification is None or safety.verification.status != "verified":
+            summary = safety.verification.summary if safety.verification else "not verified"
+            raise BackupBad(
+                f"the safety backup of the live database failed: {summary}",
+                hint="nothing was restored; the live database is as it was",
+            )
+        return safety.taken.folder, restore.stage(server, folder, read_manifest(folder))
+
+    async def act() -> str:
+        safety, staged = await asyncio.to_thread(before_swap)
+        try:
+            swapped = await asyncio.to_thread(restore.swap, server, staged)
+        except BaseException:
+            await asyncio.to_thread(restore.discard, server, staged)
+            raise
+
+        async def swap_back() -> str:
+            await asyncio.to_thread(restore.swap_back, server, swapped)
+            return f"{staged.live} is the database it was before the restore again"
+
+        runner.undo.append(swap_back)
+        kept = swapped.kept_aside(safety)
+        runner.events.emit(Note(message=kept))
+        return kept
+
+    return act

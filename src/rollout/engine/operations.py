@@ -108,11 +108,17 @@ async def rollback(
     *,
     to: str | None = None,
     reason: str | None = None,
+    database: bool | Path = False,
     sinks: Sequence[Sink] = (),
     options: Options | None = None,
     dry_run: bool = False,
 ) -> Report:
-    """Quick rollback: switch every host to ``to`` (default: their previous release)."""
+    """Quick rollback: switch every host to ``to`` (default: their previous release).
+
+    With ``database`` (True: the pre-deploy backup of the deployment being rolled back; or a
+    backup folder), the app is stopped, that backup restored over the live database (kept
+    aside, with a safety backup) and the target release started on it.
+    """
     options = options or Options()
     if to is not None:
         Release.parse(to, runbook.release.tag_pattern)
@@ -122,11 +128,26 @@ async def rollback(
         target_tag = to or await _common_previous(runtime, targets)
     finally:
         await close_targets(targets)
-    plan = plan_rollback(runbook, env_name, target_tag, reason=reason)
-    runtime, targets = _prepare(runbook, plan)
-    if dry_run:
-        return Report(plan=plan)
     with open_store(runbook.store_url, redactor=runbook.redactor) as store:
+        backup = (
+            None if database is False else _backup_to_restore(runbook, store, env_name, database)
+        )
+        plan = plan_rollback(
+            runbook,
+            env_name,
+            target_tag,
+            reason=reason,
+            database_backup=None if backup is None else str(backup),
+        )
+        runtime, targets = _prepare(runbook, plan)
+        if dry_run:
+            await close_targets(targets)
+            return Report(plan=plan)
+        if backup is not None:
+            from rollout.database.operations import check_restorable
+
+            # Before the lock and before anything stops: a bad or foreign backup is refused.
+            await asyncio.to_thread(check_restorable, runbook, store, env_name, backup)
         report = await _execute(runbook, store, plan, runtime, targets, sinks, options)
     result = report.result
     if result is not None and result.failed_step == f"{Phase.PREFLIGHT}/target-present":
@@ -197,6 +218,7 @@ async def _execute(
         )
         runner.keep_going = options.keep_going
         runner.approvals = store.approvals(plan.env, plan.tag)
+        _database_work(runbook, store, plan, runner, deployment_id)
         if plan.kind is Kind.ROLLBACK:
             runner.previous_after_rollback = _previous_of(store, plan.env, plan.tag)
         try:
@@ -207,6 +229,48 @@ async def _execute(
             await close_targets(targets)
         result.previous_tag = _common(runner.before)
     return Report(plan=plan, deployment_id=deployment_id, result=result, event_log=log.path)
+
+
+def _backup_to_restore(runbook: Runbook, store: Store, env: str, database: bool | Path) -> Path:
+    """The backup a database rollback restores: the one named, or the pre-deploy backup of the
+    deployment being rolled back (the newest deploy of ``env``)."""
+    if isinstance(database, Path):
+        return database
+    last = store.deployments(env=env, kind=Kind.DEPLOY, limit=1)
+    if not last:
+        raise RollbackRefused(f"no deployment of {env} on record to roll the database back from")
+    found = store.backups(env=env, deployment_id=last[0].id, kind="pre-deploy")
+    if not found:
+        raise RollbackRefused(
+            f"deployment {last[0].id} ({last[0].tag}) has no pre-deploy backup on record",
+            hint="restore a backup by name: rollout db restore ENV BACKUP",
+        )
+    return Path(found[0].folder)
+
+
+def _database_work(
+    runbook: Runbook, store: Store, plan: Plan, runner: Runner, deployment_id: int
+) -> None:
+    """Give the runner what needs the store: the backup phase and the recorded freshness gate."""
+    database = runbook.environment(plan.env).database
+    if database is None:
+        return
+    from rollout.database import operations as db
+
+    if plan.steps_in(Phase.BACKUP):
+
+        async def take_backup() -> str:
+            return await asyncio.to_thread(
+                db.pre_deploy_backup, runbook, store, plan.env, deployment_id
+            )
+
+        runner.store_actions["db-backup"] = take_backup
+    if plan.database_backup is not None:
+        runner.store_actions["db-restore"] = db.restore_action(
+            runbook, store, plan.env, Path(plan.database_backup), runner
+        )
+    max_age, level = runbook.checks.backup_max_age, database.verify_level
+    runner.recorded_backup_check = lambda: db.recorded_freshness(store, plan.env, max_age, level)
 
 
 def _common(states: dict[str, HostState]) -> str | None:
@@ -322,6 +386,16 @@ async def run_checks(
             await runner.http.aclose()
             await close_targets(targets)
     return plan, result
+
+
+async def current_release(runbook: Runbook, env_name: str) -> str:
+    """The one release every host of the environment runs (BadInput when they differ)."""
+    runtime = make_runtime(runbook.runtime, runbook.release.artifact)
+    targets = open_targets(runbook, env_name)
+    try:
+        return await _common_current(runtime, targets)
+    finally:
+        await close_targets(targets)
 
 
 async def _common_current(runtime: Runtime, targets: dict[str, Target]) -> str:

@@ -21,6 +21,7 @@ from rollout.runtimes.base import Artifact
 PHASE_ORDER = (
     Phase.READINESS,
     Phase.PREFLIGHT,
+    Phase.BACKUP,
     Phase.DEPLOY,
     Phase.ROLLBACK,
     Phase.VERIFY,
@@ -52,6 +53,7 @@ class Plan:
     artifact: Artifact | None
     on_failure: str
     reason: str | None = None
+    database_backup: str | None = None  # a rollback that also restores this backup folder
 
     def phases(self) -> list[Phase]:
         present = {s.phase for s in self.steps}
@@ -132,9 +134,16 @@ def plan_deploy(runbook: Runbook, env_name: str, tag: str) -> Plan:
     steps: list[PlannedStep] = [
         *_readiness_steps(runbook),
         PlannedStep(Phase.PREFLIGHT, "artifact", None, _artifact_detail(artifact)),
-        *_preflight_env_steps(runbook, env_name, env, release.tag),
+        *_preflight_env_steps(runbook, env_name, env, release.tag, deploying=True),
         *_preflight_host_steps(runbook, env),
     ]
+    if env.database is not None and env.database.backup_before_deploy:
+        level = env.database.verify_level
+        steps.append(
+            PlannedStep(
+                Phase.BACKUP, "db-backup", None, f"back up the database, verify it to L{level}"
+            )
+        )
     steps += [PlannedStep(Phase.DEPLOY, "install", h, _install_detail(runbook, tag)) for h in names]
     steps += _switch_steps(Phase.DEPLOY, groups, tag)
     steps += _verify_steps(runbook, env, tag)
@@ -194,7 +203,16 @@ def plan_checks(runbook: Runbook, env_name: str, phase: Phase, tag: str | None) 
     )
 
 
-def plan_rollback(runbook: Runbook, env_name: str, target: str, *, reason: str | None) -> Plan:
+def plan_rollback(
+    runbook: Runbook,
+    env_name: str,
+    target: str,
+    *,
+    reason: str | None,
+    database_backup: str | None = None,
+) -> Plan:
+    """Switch every host to ``target``; with ``database_backup``, restore that backup between
+    stopping the app and starting ``target`` (the runbook's database rollback)."""
     env = runbook.environment(env_name)
     release = Release.parse(target, runbook.release.tag_pattern)
     names = tuple(h.name for h in env.hosts)
@@ -203,6 +221,20 @@ def plan_rollback(runbook: Runbook, env_name: str, target: str, *, reason: str |
     for h in names:
         steps.append(PlannedStep(Phase.PREFLIGHT, "connect", h, "reach the host"))
         steps.append(PlannedStep(Phase.PREFLIGHT, "target-present", h, f"{target} fully installed"))
+    if database_backup is not None:
+        steps += [
+            PlannedStep(Phase.ROLLBACK, "stop", h, "stop the app (maintenance)") for h in names
+        ]
+        steps.append(
+            PlannedStep(
+                Phase.ROLLBACK,
+                "db-restore",
+                None,
+                f"safety backup, restore {Path(database_backup).name} into a new database,"
+                " compare, swap (the old one is kept)",
+                wave=1,
+            )
+        )
     steps += _switch_steps(Phase.ROLLBACK, groups, target)
     steps += _verify_steps(runbook, env, target)
     return Plan(
@@ -215,8 +247,14 @@ def plan_rollback(runbook: Runbook, env_name: str, target: str, *, reason: str |
         steps=tuple(steps),
         artifact=None,
         on_failure="target missing anywhere: refuse before touching a host; "
-        "a host failing: stop and report it",
+        "a host failing: stop and report it"
+        + (
+            "; the restore or the hosts after it failing: the old database back"
+            if database_backup
+            else ""
+        ),
         reason=reason,
+        database_backup=database_backup,
     )
 
 
@@ -283,9 +321,12 @@ def _preflight_host_steps(runbook: Runbook, env: Environment) -> list[PlannedSte
 
 
 def _preflight_env_steps(
-    runbook: Runbook, env_name: str, env: Environment, tag: str
+    runbook: Runbook, env_name: str, env: Environment, tag: str, *, deploying: bool = False
 ) -> list[PlannedStep]:
-    """Checks of the environment as a whole, each planned only when the runbook configures it."""
+    """Checks of the environment as a whole, each planned only when the runbook configures it.
+
+    A deploy with a backup phase takes and verifies a fresh backup itself, which proves more
+    than the freshness gate, so that gate is left to `rollout check` and to deploys without."""
     steps = []
     if "staging" in runbook.environments and env_name != "staging":
         steps.append(
@@ -293,7 +334,7 @@ def _preflight_env_steps(
         )
     if env.database is not None:
         steps.append(PlannedStep(Phase.PREFLIGHT, "database", None, "connects, SELECT 1"))
-        if env.database.backups:
+        if env.database.backups and not (deploying and env.database.backup_before_deploy):
             steps.append(
                 PlannedStep(
                     Phase.PREFLIGHT,

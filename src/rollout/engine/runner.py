@@ -103,6 +103,13 @@ class Runner:
     previous_after_rollback: str | None = None
     keep_going: bool = False  # --keep-going: hosts failing to install are left out
     approvals: list[ApprovalRecord] = field(default_factory=list)  # the release's sign-offs
+    # Steps whose work needs the store (the database's backup and restore), given by the
+    # caller that holds it, by step name; each returns what to show.
+    store_actions: dict[str, Callable[[], Awaitable[str]]] = field(default_factory=dict)
+    # What to undo before the hosts are put back, newest first (a database swap).
+    undo: list[Callable[[], Awaitable[str]]] = field(default_factory=list)
+    # The pre-flight freshness gate's answer from the backup records (None: read the folder).
+    recorded_backup_check: Callable[[], CheckResult | None] | None = None
     excluded: set[str] = field(default_factory=set)
     unreachable: set[str] = field(default_factory=set)
     _started: float = 0.0
@@ -265,6 +272,10 @@ class Runner:
                 return lambda: self._staging(step)
             case "backup", _:
                 return lambda: self._backup(step)
+            case "db-backup" | "db-restore", _:
+                return self.store_actions[step.name]
+            case "stop", Target():
+                return lambda: self._stop(target)
             case "database", _:
                 return lambda: self._database(step)
             case "monitoring", _:
@@ -448,6 +459,9 @@ class Runner:
         from rollout.checks.backup import check_backup_age
         from rollout.hosts.local import LocalHost
 
+        recorded = self.recorded_backup_check() if self.recorded_backup_check else None
+        if recorded is not None:
+            return await self._checks(step, [recorded])
         database = self.runbook.environment(self.plan.env).database
         assert database is not None and database.backups is not None  # planned only then
         host = (
@@ -515,6 +529,11 @@ class Runner:
             target.name,
         )
         return await self._checks(step, [result])
+
+    async def _stop(self, target: Target) -> str:
+        self.touched.append(target.name)  # from here on, a failure starts it again
+        await self.runtime.deactivate(target)
+        return "stopped (maintenance)"
 
     async def _install(self, target: Target) -> str:
         await self.runtime.install(target, self.plan.tag, self.plan.artifact)
@@ -615,6 +634,15 @@ class Runner:
         self.events.emit(Note(message=f"putting back {', '.join(self.touched)}", level="warn"))
         self.events.emit(PhaseStarted(phase=Phase.ROLLBACK))
         started = time.monotonic()
+        for number, undo in enumerate(reversed(self.undo)):
+            step = PlannedStep(Phase.ROLLBACK, "undo", None, "undo a change before the hosts")
+            try:
+                await self._step(step, undo)
+            except StepFailed as failure:
+                self.result.reason = (
+                    f"{self.result.reason}; undo {number + 1} failed: {failure.reason}"
+                )
+        self.undo.clear()
         steps = [
             PlannedStep(Phase.ROLLBACK, "restore", h, "back to the release it ran before")
             for h in self.touched
