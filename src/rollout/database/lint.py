@@ -459,6 +459,11 @@ def _words(sql: str) -> list[str]:
         tokens = Postgres().tokenize(sql)
     except SqlglotError:
         return sql.upper().split()
+    if tokens and tokens[0].token_type is TokenType.COMMAND and len(tokens) == 2:
+        # sqlglot keeps the rest of a command it does not parse (REINDEX, VACUUM) as one
+        # string; its words count, except a DO block's body, which is code.
+        first = tokens[0].text.upper()
+        return [first] if first == "DO" else [first, *_words(tokens[1].text)]
     return [t.text.upper() for t in tokens if t.token_type not in quoted]
 
 
