@@ -171,3 +171,25 @@ def test_a_backup_of_another_database_is_refused_before_anything_stops(
     assert "is a backup of" in refused.stderr and "not of this database" in refused.stderr
     for port in ports:  # still running, never stopped
         assert httpx.get(f"http://127.0.0.1:{port}/api/version").json()["version"] == V1
+
+
+def test_when_the_release_fails_to_start_on_the_restored_database_the_swap_is_undone(
+    app: object,
+) -> None:
+    folder, url, ports = app  # type: ignore[misc]
+    assert rollout(folder, "deploy", "production", V1).returncode == 0
+    write(url, "INSERT INTO vehicles (make, model, year) VALUES ('Volvo', '240', 1990)")
+    assert rollout(folder, "deploy", "production", V2).returncode == 0
+    write(url, "INSERT INTO vehicles (make, model, year) VALUES ('After', 'v2', 2026)")
+    # v1's code on prod-1 is broken after the fact: it is installed, but will not start
+    main = next(folder.glob(f"hosts/prod-1/srv/united-cars/releases/{V1}/united_cars/main.py"))
+    main.write_text("raise SystemExit('broken on purpose')\n")
+
+    rolled = rollout(folder, "rollback", "production", "--database")
+
+    assert rolled.returncode == 1, rolled.stdout + rolled.stderr
+    assert makes(url) == ["Volvo", "After"]  # the live data as it was: the swap was undone
+    for port in ports:
+        assert httpx.get(f"http://127.0.0.1:{port}/api/version").json()["version"] == V2
+    said = " ".join(rolled.stdout.split())
+    assert "is the database it was before the restore again" in said
