@@ -106,6 +106,13 @@ def deploy_command(
         bool,
         typer.Option("--keep-going", help="Leave out hosts whose install fails; deploy the rest."),
     ] = False,
+    allow_contract: Annotated[
+        bool,
+        typer.Option(
+            "--allow-contract",
+            help="Run contract migrations too (rolling back then means a database restore).",
+        ),
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Deploy TAG to ENV: pre-flight, install, switch in batches, verify; roll back on failure.
@@ -121,6 +128,7 @@ def deploy_command(
         committed_at=committed_at,
         merged_at=merged_at,
         keep_going=keep_going,
+        allow_contract=allow_contract,
     )
     report = run_cancellable(
         deploy(

@@ -122,7 +122,15 @@ class MigrationPlan:
 
     @property
     def errors(self) -> tuple[Finding, ...]:
-        return tuple(f for m in self.pending for f in m.lint.errors)
+        """Lint errors; with contract migrations allowed, the ones that only say "contract"
+        (drop, rename, type change) are the allowed risk, not errors."""
+        found = []
+        for m in self.pending:
+            contract = {st.sql for st in m.lint.statements if st.kind is Kind.CONTRACT}
+            found += [
+                f for f in m.lint.errors if not (self.allow_contract and f.statement in contract)
+            ]
+        return tuple(found)
 
     @property
     def refused(self) -> tuple[Migration, ...]:

@@ -41,6 +41,8 @@ class Options:
     # Hosts whose install fails are left on their release and the rest deployed (never for
     # switches: a host that fails to switch is always put back).
     keep_going: bool = False
+    # Contract migrations (drop, rename, type change) run only when asked for.
+    allow_contract: bool = False
 
 
 @dataclass(frozen=True)
@@ -218,7 +220,7 @@ async def _execute(
         )
         runner.keep_going = options.keep_going
         runner.approvals = store.approvals(plan.env, plan.tag)
-        _database_work(runbook, store, plan, runner, deployment_id)
+        _database_work(runbook, store, plan, runner, deployment_id, options)
         if plan.kind is Kind.ROLLBACK:
             runner.previous_after_rollback = _previous_of(store, plan.env, plan.tag)
         try:
@@ -249,7 +251,12 @@ def _backup_to_restore(runbook: Runbook, store: Store, env: str, database: bool 
 
 
 def _database_work(
-    runbook: Runbook, store: Store, plan: Plan, runner: Runner, deployment_id: int
+    runbook: Runbook,
+    store: Store,
+    plan: Plan,
+    runner: Runner,
+    deployment_id: int,
+    options: Options,
 ) -> None:
     """Give the runner what needs the store: the backup phase and the recorded freshness gate."""
     database = runbook.environment(plan.env).database
@@ -268,6 +275,12 @@ def _database_work(
     if plan.database_backup is not None:
         runner.store_actions["db-restore"] = db.restore_action(
             runbook, store, plan.env, Path(plan.database_backup), runner
+        )
+    if database.migrations is not None and plan.kind is Kind.DEPLOY:
+        from rollout.database.steps import migration_actions
+
+        runner.store_actions.update(
+            migration_actions(runbook, plan.env, runner, allow_contract=options.allow_contract)
         )
     max_age, level = runbook.checks.backup_max_age, database.verify_level
     runner.recorded_backup_check = lambda: db.recorded_freshness(store, plan.env, max_age, level)

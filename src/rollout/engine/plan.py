@@ -145,6 +145,17 @@ def plan_deploy(runbook: Runbook, env_name: str, tag: str) -> Plan:
             )
         )
     steps += [PlannedStep(Phase.DEPLOY, "install", h, _install_detail(runbook, tag)) for h in names]
+    if env.database is not None and env.database.migrations is not None:
+        # Planned (linted, classed) at pre-flight; applied after every install, before the
+        # first switch, so the old release keeps running on the expanded schema meanwhile.
+        steps.append(
+            PlannedStep(
+                Phase.PREFLIGHT, "migrations", None, "pending migrations linted, expand only"
+            )
+        )
+        steps.append(
+            PlannedStep(Phase.DEPLOY, "migrate", None, "apply the pending migrations", wave=1)
+        )
     steps += _switch_steps(Phase.DEPLOY, groups, tag)
     steps += _verify_steps(runbook, env, tag)
     steps += [

@@ -272,7 +272,7 @@ class Runner:
                 return lambda: self._staging(step)
             case "backup", _:
                 return lambda: self._backup(step)
-            case "db-backup" | "db-restore", _:
+            case "db-backup" | "db-restore" | "migrations" | "migrate", _:
                 return self.store_actions[step.name]
             case "stop", Target():
                 return lambda: self._stop(target)

@@ -1,0 +1,84 @@
+"""Migrations in the deploy: gated at pre-flight, applied before the first switch, contract refused."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import psycopg
+
+from tests.fixtures.sandbox import TAGS, make_sandbox
+
+V1, V2 = TAGS[:2]
+
+
+def with_database(root: Path, url: str) -> object:
+    box = make_sandbox(root)
+    box.env["COLUMNS"] = "250"  # step lines are cut at the terminal's width
+    text = box.config.read_text().replace(
+        "checks:",
+        f"    database:\n      url: '{url}'\n      verify_level: 1\n"
+        "      migrations: {kind: sql, path: migrations}\nchecks:",
+        1,
+    )
+    box.config.write_text(text)
+    (root / "migrations").mkdir()
+    (root / "migrations" / "001_vehicles.sql").write_text(
+        "CREATE TABLE IF NOT EXISTS vehicles (id bigserial PRIMARY KEY, make text NOT NULL);\n"
+    )
+    (root / "migrations" / "002_color.sql").write_text(
+        "ALTER TABLE vehicles ADD COLUMN IF NOT EXISTS color text;\n"
+    )
+    return box
+
+
+def columns(url: str) -> list[str]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT column_name FROM information_schema.columns"
+            " WHERE table_name = 'vehicles' ORDER BY ordinal_position"
+        )
+        return [r[0] for r in rows]
+
+
+def test_expand_migrations_run_after_install_before_the_first_switch(
+    tmp_path: Path, fresh_postgres_url: str
+) -> None:
+    box = with_database(tmp_path, fresh_postgres_url)
+    try:
+        done = box.rollout("deploy", "production", V1)  # type: ignore[attr-defined]
+
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert columns(fresh_postgres_url) == ["id", "make", "color"]
+        out = " ".join(done.stdout.split())
+        assert out.index("migrations") < out.index("db-backup") < out.index("migrate")
+        assert out.rindex("install") < out.index("migrate") < out.index("activate")
+        assert "every pending migration is additive" in out
+    finally:
+        box.stop_apps()  # type: ignore[attr-defined]
+
+
+def test_a_contract_migration_is_refused_at_preflight_unless_allowed(
+    tmp_path: Path, fresh_postgres_url: str
+) -> None:
+    box = with_database(tmp_path, fresh_postgres_url)
+    try:
+        assert box.rollout("deploy", "production", V1).returncode == 0  # type: ignore[attr-defined]
+        (tmp_path / "migrations" / "003_drop_color.sql").write_text(
+            "ALTER TABLE vehicles DROP COLUMN color;\n"
+        )
+
+        refused = box.rollout("deploy", "production", V2)  # type: ignore[attr-defined]
+
+        assert refused.returncode == 1
+        said = " ".join(refused.stdout.split())
+        assert "migration 3 (003_drop_color.sql) is a contract migration" in said
+        assert columns(fresh_postgres_url) == ["id", "make", "color"]  # nothing ran
+        assert {box.current(h) for h in box.hosts} == {V1}  # type: ignore[attr-defined]
+
+        allowed = box.rollout("deploy", "production", V2, "--allow-contract")  # type: ignore[attr-defined]
+
+        assert allowed.returncode == 0, allowed.stdout + allowed.stderr
+        assert columns(fresh_postgres_url) == ["id", "make"]
+        assert "rolling back means `rollout db restore`" in " ".join(allowed.stdout.split())
+    finally:
+        box.stop_apps()  # type: ignore[attr-defined]
