@@ -82,3 +82,58 @@ def test_a_contract_migration_is_refused_at_preflight_unless_allowed(
         assert "rolling back means `rollout db restore`" in " ".join(allowed.stdout.split())
     finally:
         box.stop_apps()  # type: ignore[attr-defined]
+
+
+def test_a_restore_while_a_writer_keeps_writing_keeps_every_write_somewhere(
+    tmp_path: Path, fresh_postgres_url: str
+) -> None:
+    import json
+    import threading
+    import time
+
+    box = with_database(tmp_path, fresh_postgres_url)
+    try:
+        assert box.rollout("deploy", "production", V1).returncode == 0  # type: ignore[attr-defined]
+        assert box.rollout("deploy", "production", V2).returncode == 0  # type: ignore[attr-defined]
+        backup = json.loads(box.rollout("db", "list", "production", "--json").stdout)[0]["folder"]  # type: ignore[attr-defined]
+        written: list[int] = []
+        stop = threading.Event()
+
+        def writer() -> None:  # another client of the database, which the app stop does not stop
+            n = 0
+            while not stop.is_set():
+                try:
+                    with psycopg.connect(
+                        fresh_postgres_url, autocommit=True, connect_timeout=2
+                    ) as conn:
+                        while not stop.is_set():
+                            n += 1
+                            conn.execute("INSERT INTO vehicles (make) VALUES (%s)", (f"w{n}",))
+                            written.append(n)
+                            time.sleep(0.005)
+                except psycopg.Error:
+                    time.sleep(0.05)  # cut off by the swap, or refused during it: try again
+
+        thread = threading.Thread(target=writer)
+        thread.start()
+        try:
+            time.sleep(0.3)
+            restored = box.rollout("db", "restore", "production", backup)  # type: ignore[attr-defined]
+            time.sleep(0.3)
+        finally:
+            stop.set()
+            thread.join()
+
+        assert restored.returncode == 0, restored.stdout + restored.stderr
+        said = " ".join(restored.stdout.split())
+        kept = said.split("kept aside in database ")[1].split()[0]
+        base = fresh_postgres_url.rsplit("/", 1)[0]
+        with psycopg.connect(fresh_postgres_url) as live, psycopg.connect(f"{base}/{kept}") as old:
+            after = {r[0] for r in live.execute("SELECT make FROM vehicles")}
+            before = {r[0] for r in old.execute("SELECT make FROM vehicles")}
+        # every acknowledged write is in the kept database (before the swap) or the live one (after)
+        assert {f"w{n}" for n in written} <= before | after
+        assert before and after  # writes landed on both sides of the swap
+        assert not (before & after)  # the restored database started from the backup, without them
+    finally:
+        box.stop_apps()  # type: ignore[attr-defined]
