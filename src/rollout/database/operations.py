@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rollout.config import DatabaseConfig, Runbook
-from rollout.database import postgres
 from rollout.database.backup import BackupTaken, take_backup
+from rollout.database.base import Database, Staged, open_database
 from rollout.database.verify import Verification, verify_backup
 from rollout.errors import BadInput
 from rollout.model import CheckResult, CheckStatus
@@ -44,6 +44,10 @@ def database_of(runbook: Runbook, env: str) -> DatabaseConfig:
     return database
 
 
+def app_database(runbook: Runbook, env: str) -> Database:
+    return open_database(database_of(runbook, env).url, runbook.config_dir)
+
+
 def backups_root(runbook: Runbook, env: str) -> Path:
     database = database_of(runbook, env)
     if database.via is not None:
@@ -66,9 +70,8 @@ def backup_and_verify(
 ) -> BackupDone:
     """Take a backup of the env's database, record it, verify it (default: database.verify_level)."""
     database = database_of(runbook, env)
-    server = postgres.Server(database.url)
     taken = take_backup(
-        server,
+        app_database(runbook, env),
         backups_root(runbook, env),
         app=runbook.app,
         env=env,
@@ -100,13 +103,12 @@ def verify_recorded(
 ) -> Verification:
     """Verify ``folder`` and record each level's outcome under the dump's hash."""
     database = database_of(runbook, env) if env is not None else None
-    server = postgres.Server(database.url) if database is not None else None
     record = store.backup_by_folder(str(folder))
     cached = record.verified_level if record is not None else 0
     result = verify_backup(
         folder,
         level,
-        server=server,
+        database=app_database(runbook, env) if env is not None else None,
         sanity_queries=tuple(database.sanity_queries) if database else (),
         cached_level=cached,
     )
@@ -229,10 +231,9 @@ def check_restorable(runbook: Runbook, store: Store, env: str, folder: Path) -> 
     """Before anything stops: L1 and L2 now, L3 on record (or now), and this very database."""
     from rollout.database import restore
 
-    database = database_of(runbook, env)
     record = store.backup_by_folder(str(folder))
     result = restore.check(
-        postgres.Server(database.url), folder, recorded_level=record.verified_level if record else 0
+        app_database(runbook, env), folder, recorded_level=record.verified_level if record else 0
     )
     assert result.manifest is not None
     for level in result.levels:
@@ -258,10 +259,9 @@ def restore_action(
     from rollout.engine.events import Note
     from rollout.errors import BackupBad
 
-    database = database_of(runbook, env)
-    server = postgres.Server(database.url)
+    database = app_database(runbook, env)
 
-    def before_swap() -> tuple[Path, restore.Staged]:
+    def before_swap() -> tuple[Path, Staged]:
         safety = backup_and_verify(
             runbook, store, env, kind="safety", deployment_id=runner.deployment_id, level=2
         )
@@ -271,22 +271,22 @@ def restore_action(
                 f"the safety backup of the live database failed: {summary}",
                 hint="nothing was restored; the live database is as it was",
             )
-        return safety.taken.folder, restore.stage(server, folder, read_manifest(folder))
+        return safety.taken.folder, database.stage(folder, read_manifest(folder))
 
     async def act() -> str:
         safety, staged = await asyncio.to_thread(before_swap)
         try:
-            swapped = await asyncio.to_thread(restore.swap, server, staged)
+            await asyncio.to_thread(database.swap, staged)
         except BaseException:
-            await asyncio.to_thread(restore.discard, server, staged)
+            await asyncio.to_thread(database.discard, staged)
             raise
 
         async def swap_back() -> str:
-            await asyncio.to_thread(restore.swap_back, server, swapped)
+            await asyncio.to_thread(database.swap_back, staged)
             return f"{staged.live} is the database it was before the restore again"
 
         runner.undo.append(swap_back)
-        kept = swapped.kept_aside(safety)
+        kept = restore.Swapped(staged).kept_aside(safety)
         runner.events.emit(Note(message=kept))
         return kept
 

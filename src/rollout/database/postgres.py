@@ -12,9 +12,12 @@ import os
 import re
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +25,9 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from rollout.database.manifest import CHUNK, FileEntry, Fingerprint, TableFingerprint
-from rollout.errors import DatabaseError
+from rollout.database.base import RestoreFailed, Snapshot, Staged
+from rollout.database.manifest import CHUNK, FileEntry, Fingerprint, Manifest, TableFingerprint
+from rollout.errors import BackupBad, BadInput, DatabaseError
 
 HASH_LIMIT = 64 * 1024 * 1024  # tables bigger than this get a row count, not a content hash
 _ENV_KEYS = {
@@ -250,10 +254,6 @@ def restore_into(server: Server, dbname: str, path: Path) -> None:
         raise RestoreFailed(f"pg_restore into {dbname} failed: {_tail(done.stderr)}")
 
 
-class RestoreFailed(Exception):
-    """pg_restore could not read or apply the archive (the archive's fault, not the server's)."""
-
-
 def _restore_tool(argv: list[str], *, what: str) -> None:
     done = subprocess.run(argv, capture_output=True)
     if done.returncode != 0:
@@ -290,3 +290,181 @@ def _first_line(exc: BaseException) -> str:
 def _tail(stderr: bytes) -> str:
     text = stderr.decode(errors="replace").strip()
     return text[-800:] if text else "no message"
+
+
+DUMP = "db.dump"
+GLOBALS = "globals.sql"
+
+
+class PostgresDatabase(Server):
+    """``Database`` for PostgreSQL: pg_dump/pg_restore, scratch and swapped databases by name."""
+
+    engine = "postgresql"
+
+    def identity(self) -> str:
+        with self.connect() as conn:
+            return identity(conn)[0]
+
+    def snapshot(self, folder: Path, *, compression: int | None) -> Snapshot:
+        """pg_dump of an exported snapshot while this side fingerprints the same snapshot."""
+        tool = tool_version("pg_dump")
+        with self.connect(autocommit=False) as conn:
+            conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+            conn.read_only = True
+            row = conn.execute(
+                "SELECT pg_export_snapshot(), pg_current_wal_lsn()::text, now()"
+            ).fetchone()
+            assert row is not None
+            snapshot, lsn, point_in_time = str(row[0]), str(row[1]), row[2]
+            ident, version = identity(conn)
+            if major(tool) < major(version):
+                raise DatabaseError(
+                    f"pg_dump {tool} is older than the server ({version}) and cannot dump it",
+                    hint="install the client tools of the server's major version or newer",
+                )
+            # The dump runs in its own process while this connection, which holds the snapshot
+            # open for it, takes the fingerprints of the very same snapshot.
+            with ThreadPoolExecutor(1) as pool:
+                dumping = pool.submit(dump, self, snapshot, folder / DUMP, compression=compression)
+                try:
+                    found = fingerprint(conn)
+                finally:
+                    dumped = dumping.result()
+            conn.rollback()
+        files, notes = [dumped], []
+        try:
+            files.append(dump_globals(self, folder / GLOBALS))
+            notes.append("globals.sql: roles and tablespaces, without password hashes")
+        except DatabaseError as exc:  # roles are the cluster's, not the app's: say so, go on
+            (folder / GLOBALS).unlink(missing_ok=True)
+            notes.append(f"globals not dumped: {exc.message}")
+        return Snapshot(
+            files=tuple(files),
+            fingerprint=found,
+            point_in_time=point_in_time.astimezone(UTC),
+            position=lsn,
+            identity=ident,
+            server_version=version,
+            tool_version=tool,
+            notes=tuple(notes),
+        )
+
+    def check_tools(self, manifest: Manifest) -> None:
+        restore = tool_version("pg_restore")
+        if major(manifest.tool_version) > major(restore):
+            raise BadInput(
+                f"the backup was written by pg_dump {manifest.tool_version};"
+                f" pg_restore here is {restore} and cannot read it",
+                hint="verify or restore it where the client tools are as new as the dump's",
+            )
+
+    def read_archive(self, folder: Path, manifest: Manifest) -> None:
+        restore_list(folder / manifest.dump.name)
+        restore_read(folder / manifest.dump.name)
+
+    def restore_compare(
+        self, folder: Path, manifest: Manifest, sanity_queries: tuple[str, ...]
+    ) -> list[str]:
+        scratch = f"{manifest.database}__verify_{manifest.dump.sha256[:12]}"[:63]
+        if scratch == self.name:  # by construction it cannot be, and it must never be
+            raise BadInput(f"the scratch database {scratch} is the live database")
+        with self.connect("postgres") as admin:
+            drop_database(admin, scratch)  # a leftover of an interrupted check
+            create_database(admin, scratch, like=self.name)
+            try:
+                restore_into(self, scratch, folder / manifest.dump.name)
+                with self.connect(scratch) as conn:
+                    problems = manifest.fingerprint.differences(fingerprint(conn))
+                    problems += sanity(conn, sanity_queries)
+            finally:
+                drop_database(admin, scratch)
+        return problems
+
+    def stage(self, folder: Path, manifest: Manifest) -> Staged:
+        stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
+        live = self.name
+        staged = Staged(
+            manifest, live, f"{live}__restore_{stamp}"[:63], f"{live}__prerestore_{stamp}"[:63]
+        )
+        if staged.restored == live or staged.kept == live:
+            raise BadInput(f"the restore target {staged.restored} is the live database")
+        with self.connect("postgres") as admin:
+            create_database(admin, staged.restored, like=live)
+            try:
+                restore_into(self, staged.restored, folder / manifest.dump.name)
+                with self.connect(staged.restored) as conn:
+                    problems = manifest.fingerprint.differences(fingerprint(conn))
+            except BaseException:
+                drop_database(admin, staged.restored)
+                raise
+            if problems:
+                drop_database(admin, staged.restored)
+                raise BackupBad(
+                    f"the restored copy does not match {folder.name}: {'; '.join(problems)}",
+                    hint="the live database was not touched",
+                )
+        return staged
+
+    def discard(self, staged: Staged) -> None:
+        with self.connect("postgres") as admin:
+            drop_database(admin, staged.restored)
+
+    def swap(self, staged: Staged) -> None:
+        self._rename_pair(staged.live, staged.kept, staged.restored, staged.live)
+
+    def swap_back(self, staged: Staged) -> None:
+        self._rename_pair(staged.live, staged.restored, staged.kept, staged.live)
+
+    def _rename_pair(self, a: str, a_to: str, b: str, b_to: str) -> None:
+        """Rename ``a`` to ``a_to`` and then ``b`` to ``b_to`` in one transaction.
+
+        ``a`` refuses new connections first and its sessions are ended (ALTER DATABASE RENAME
+        refuses while anyone is connected); on any failure it accepts connections again.
+        """
+        name = sql.Identifier
+        with self.connect("postgres") as admin:
+            admin.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS false").format(name(a)))
+            try:
+                _end_sessions(admin, a)
+                with admin.transaction():
+                    admin.execute(
+                        sql.SQL("ALTER DATABASE {} RENAME TO {}").format(name(a), name(a_to))
+                    )
+                    admin.execute(
+                        sql.SQL("ALTER DATABASE {} RENAME TO {}").format(name(b), name(b_to))
+                    )
+            finally:
+                renamed = database_exists(admin, a_to)
+                admin.execute(
+                    sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS true").format(
+                        name(a_to if renamed else a)
+                    )
+                )
+
+
+def sanity(conn: psycopg.Connection[Any], queries: tuple[str, ...]) -> list[str]:
+    """The runbook's sanity queries on a restored copy: each must answer true."""
+    problems = []
+    for query in queries:
+        try:
+            row = conn.execute(query).fetchone()
+        except psycopg.Error as exc:
+            problems.append(f"sanity query {query!r} failed: {_first_line(exc)}")
+            continue
+        if row is None or not row[0]:
+            problems.append(f"sanity query {query!r} is not true on the restored copy")
+    return problems
+
+
+def _end_sessions(admin: psycopg.Connection[Any], database: str, wait: float = 10.0) -> None:
+    """Terminate every session on ``database`` and wait until they are gone."""
+    deadline = time.monotonic() + wait
+    while True:
+        row = admin.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE datname = %s AND pid <> pg_backend_pid()",
+            (database,),
+        ).fetchone()
+        if row is None or row[0] == 0 or time.monotonic() > deadline:
+            return
+        time.sleep(0.05)

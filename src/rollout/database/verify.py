@@ -20,9 +20,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rollout.database import postgres
+from rollout.database.base import Database, RestoreFailed, archive_reader
 from rollout.database.manifest import Manifest, file_entry, read_manifest
-from rollout.errors import BadInput, DatabaseError
+from rollout.errors import BadInput, DatabaseError, InfrastructureError
 
 VERIFIED, BAD, UNDECIDED = "verified", "bad", "undecided"
 
@@ -73,15 +73,11 @@ class Verification:
         return f"{self.status} at L{failing.level if failing else self.reached + 1}: {reason}"
 
 
-def scratch_name(manifest: Manifest) -> str:
-    return f"{manifest.database}__verify_{manifest.dump.sha256[:12]}"[:63]
-
-
 def verify_backup(
     folder: Path,
     level: int,
     *,
-    server: postgres.Server | None = None,
+    database: Database | None = None,
     sanity_queries: tuple[str, ...] = (),
     cached_level: int = 0,
 ) -> Verification:
@@ -105,14 +101,18 @@ def verify_backup(
         for n in range(2, level + 1):
             result.levels.append(LevelResult(n, VERIFIED, "on record for these bytes", 0.0))
         return result
-    _refuse_newer_dump(manifest)
-    result.levels.append(_timed(2, lambda: _level2(folder, manifest)))
+    reader = database or archive_reader(manifest)  # L2 needs the tools, not the live database
+    reader.check_tools(manifest)
+    result.levels.append(_timed(2, lambda: _level2(folder, manifest, reader)))
     if result.status == BAD or level == 2:
         return result
-    if server is None:
-        result.levels.append(LevelResult(3, UNDECIDED, "no database server to restore into", 0.0))
+    if database is None:
+        no_target = "no database to restore next to: name the environment (--env)"
+        result.levels.append(LevelResult(3, UNDECIDED, no_target, 0.0))
         return result
-    result.levels.append(_timed(3, lambda: _level3(folder, manifest, server, sanity_queries)))
+    result.levels.append(
+        _timed(3, lambda: database.restore_compare(folder, manifest, sanity_queries))
+    )
     return result
 
 
@@ -120,9 +120,9 @@ def _timed(level: int, check: Callable[[], list[str]]) -> LevelResult:
     started = time.monotonic()
     try:
         problems: list[str] = check()
-    except postgres.RestoreFailed as exc:
+    except RestoreFailed as exc:
         return LevelResult(level, BAD, str(exc), time.monotonic() - started)
-    except DatabaseError as exc:
+    except (DatabaseError, InfrastructureError) as exc:
         return LevelResult(level, UNDECIDED, exc.message, time.monotonic() - started)
     status = BAD if problems else VERIFIED
     detail = "; ".join(problems) if problems else _passed[level]
@@ -151,55 +151,6 @@ def _level1(folder: Path, manifest: Manifest) -> list[str]:
     return problems
 
 
-def _refuse_newer_dump(manifest: Manifest) -> None:
-    if manifest.engine != "postgresql":
-        return
-    restore = postgres.tool_version("pg_restore")
-    if postgres.major(manifest.tool_version) > postgres.major(restore):
-        raise BadInput(
-            f"the backup was written by pg_dump {manifest.tool_version};"
-            f" pg_restore here is {restore} and cannot read it",
-            hint="verify or restore it where the client tools are as new as the dump's",
-        )
-
-
-def _level2(folder: Path, manifest: Manifest) -> list[str]:
-    postgres.restore_list(folder / manifest.dump.name)
-    postgres.restore_read(folder / manifest.dump.name)
+def _level2(folder: Path, manifest: Manifest, database: Database) -> list[str]:
+    database.read_archive(folder, manifest)
     return []
-
-
-def _level3(
-    folder: Path, manifest: Manifest, server: postgres.Server, sanity_queries: tuple[str, ...]
-) -> list[str]:
-    scratch = scratch_name(manifest)
-    if scratch == server.name:  # by construction it cannot be, and it must never be
-        raise BadInput(f"the scratch database {scratch} is the live database")
-    with server.connect("postgres") as admin:
-        postgres.drop_database(admin, scratch)  # a leftover of an interrupted check
-        postgres.create_database(admin, scratch, like=server.name)
-        try:
-            postgres.restore_into(server, scratch, folder / manifest.dump.name)
-            with server.connect(scratch) as conn:
-                restored = postgres.fingerprint(conn)
-                problems = manifest.fingerprint.differences(restored)
-                problems += _sanity(conn, sanity_queries)
-        finally:
-            postgres.drop_database(admin, scratch)
-    return problems
-
-
-def _sanity(conn: object, queries: tuple[str, ...]) -> list[str]:
-    import psycopg
-
-    assert isinstance(conn, psycopg.Connection)
-    problems = []
-    for query in queries:
-        try:
-            row = conn.execute(query).fetchone()
-        except psycopg.Error as exc:
-            problems.append(f"sanity query {query!r} failed: {str(exc).strip().splitlines()[0]}")
-            continue
-        if row is None or not row[0]:
-            problems.append(f"sanity query {query!r} is not true on the restored copy")
-    return problems
