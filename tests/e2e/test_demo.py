@@ -41,14 +41,34 @@ def test_the_demo_ships_v1_and_v2_and_stops_a_bad_v3(tmp_path: Path) -> None:
     production = json.loads(
         rollout("history", "--env", "production", "--json", "--config", str(tmp_path)).stdout
     )
-    outcomes = [(r["tag"].rsplit("-", 1)[1], r["status"]) for r in reversed(production)]
-    assert outcomes == [("a1b2c3d", "succeeded"), ("b2c3d4e", "succeeded"), ("c3d4e5f", "failed")]
+    outcomes = [(r["kind"], r["tag"].rsplit("-", 1)[1], r["status"]) for r in reversed(production)]
+    assert outcomes == [
+        ("deploy", "a1b2c3d", "succeeded"),
+        ("deploy", "b2c3d4e", "succeeded"),
+        ("rollback", "a1b2c3d", "succeeded"),  # v2 damaged data: database rollback to v1
+        ("deploy", "c3d4e5f", "failed"),
+    ]
     assert production[0]["failed_step"] == "preflight/staging"
+
+    # The database rollback brought back the data v2's pre-deploy backup held, and kept the rest.
+    said = " ".join(demo.stdout.split())
+    assert said.index("v2 damaged the data: vehicles now: Volvo ??? (0)") < said.index(
+        "vehicles now: Volvo 240 (1990), Saab 900 (1991), Scania R500 (2014) "
+    )
+    backups = json.loads(
+        rollout("db", "list", "production", "--json", "--config", str(tmp_path)).stdout
+    )
+    assert sorted((b["kind"], b["verified_level"] >= 2) for b in backups) == [
+        ("pre-deploy", True),
+        ("pre-deploy", True),
+        ("safety", True),
+    ]
+    assert list((tmp_path / "data").glob("production.db.prerestore-*"))
 
     status = json.loads(rollout("status", "production", "--json", "--config", str(tmp_path)).stdout)
     assert {h["current"] for h in status["hosts"]} == {
         production[1]["tag"]
-    }  # back on v2 everywhere
+    }  # on v1 everywhere, after the database rollback
     assert all(h["running"] is False for h in status["hosts"])  # the demo stopped its apps
 
     audit = rollout("audit", "verify", "--config", str(tmp_path))

@@ -483,7 +483,9 @@ class Runner:
 
         database = self.runbook.environment(self.plan.env).database
         assert database is not None  # planned only when configured
-        return await self._checks(step, [await check_database(database.url)])
+        return await self._checks(
+            step, [await check_database(database.url, config_dir=self.runbook.config_dir)]
+        )
 
     async def _monitoring(self, step: PlannedStep) -> str:
         url = self.runbook.checks.monitoring_url

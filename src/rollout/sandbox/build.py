@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import re
 import socket
+import sqlite3
 import sys
 from dataclasses import dataclass
 from datetime import date
@@ -57,6 +58,13 @@ def write_runbook(directory: Path) -> Path:
     for port in EXAMPLE_PORTS:
         text = re.sub(rf"'{port}'", f"'{free_port()}'", text)
     text = text.replace("python: python3", f"python: '{sys.executable}'")
+    # The environments' databases: SQLite files in the sandbox instead of /var/lib on servers.
+    data = directory / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    text = text.replace("/var/lib/united-cars", str(data))
+    # Production's database exists before the first release, as a provisioned server's would:
+    # the first deploy's backup phase backs it up (empty) like any other.
+    sqlite3.connect(data / "production.db").close()
     path = directory / "rollout.yml"
     path.write_text(text)
     return path

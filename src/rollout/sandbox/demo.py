@@ -1,8 +1,9 @@
-"""``rollout demo``: v1 and v2 through the whole runbook, then a bad v3 caught and rolled back."""
+"""``rollout demo``: v1 and v2 through the whole runbook, a database rollback, a bad v3 stopped."""
 
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import sys
 import tempfile
 import time
@@ -13,23 +14,29 @@ from rich.table import Table
 
 from rollout.cli.console import ConsoleSink, human_seconds, outcome_text
 from rollout.config import Runbook, load_runbook
-from rollout.engine.operations import Report, deploy
+from rollout.engine.operations import Report, deploy, rollback
 from rollout.engine.targets import open_targets
 from rollout.model import Outcome
 from rollout.runtimes import make_runtime
 from rollout.sandbox.build import build_artifacts, demo_releases, write_runbook
 
 # (environment, release, how it must end), in the order a careful team ships: staging first.
-# v3 answers HTTP 500: verification catches it on staging, which rolls it back; production then
-# refuses it at pre-flight, because staging does not run it (the runbook's staging validation).
+# Customers add vehicles on v1. v2 ships (its backup phase backs production's database up and
+# verifies it at L3), then damages the data: the database rollback restores the pre-v2 data
+# and runs v1 again, keeping the damaged database aside. v3 answers HTTP 500: verification
+# catches it on staging, which rolls it back; production then refuses it at pre-flight,
+# because staging does not run it (the runbook's staging validation).
+DB_ROLLBACK = "v1 + database"
 SCRIPT = [
     ("staging", "v1", Outcome.SUCCEEDED),
     ("production", "v1", Outcome.SUCCEEDED),
     ("staging", "v2", Outcome.SUCCEEDED),
     ("production", "v2", Outcome.SUCCEEDED),
+    ("production", DB_ROLLBACK, Outcome.SUCCEEDED),
     ("staging", "v3", Outcome.ROLLED_BACK),
     ("production", "v3", Outcome.FAILED),
 ]
+CUSTOMERS = [("Volvo", "240", 1990), ("Saab", "900", 1991), ("Scania", "R500", 2014)]
 
 
 def run_demo(directory: Path | None, *, keep_running: bool, console: Console) -> bool:
@@ -42,15 +49,24 @@ def run_demo(directory: Path | None, *, keep_running: bool, console: Console) ->
     config = write_runbook(root)
     build_artifacts(root, list(releases.values()))
     runbook = load_runbook(config)
+    production_db = root / "data" / "production.db"
     results: list[tuple[str, str, Report]] = []
+    sinks = [ConsoleSink(console, runbook.redactor)]
     try:
         for env, name, _ in SCRIPT:
             console.rule(f"{name} → {env}")
-            report = asyncio.run(
-                deploy(
-                    runbook, env, releases[name].tag, sinks=[ConsoleSink(console, runbook.redactor)]
+            if name == DB_ROLLBACK:
+                _damage(production_db, console)
+                report = asyncio.run(
+                    rollback(
+                        runbook, env, database=True, reason="v2 damaged the vehicles", sinks=sinks
+                    )
                 )
-            )
+                console.print(f"vehicles now: {_vehicles(production_db)}", highlight=False)
+            else:
+                report = asyncio.run(deploy(runbook, env, releases[name].tag, sinks=sinks))
+                if (env, name) == ("production", "v1"):
+                    _customers_write(production_db, console)
             results.append((env, name, report))
     finally:
         if not keep_running:
@@ -61,6 +77,30 @@ def run_demo(directory: Path | None, *, keep_running: bool, console: Console) ->
     )
     _summary(console, results, root, config, time.monotonic() - started, keep_running)
     return ok
+
+
+def _customers_write(database: Path, console: Console) -> None:
+    with sqlite3.connect(database) as conn:
+        conn.executemany(
+            "INSERT INTO vehicles (make, model, year, created_at) VALUES (?, ?, ?, datetime('now'))",
+            CUSTOMERS,
+        )
+    console.print(f"customers added vehicles: {_vehicles(database)}", highlight=False)
+
+
+def _damage(database: Path, console: Console) -> None:
+    with sqlite3.connect(database) as conn:
+        conn.execute("DELETE FROM vehicles WHERE make <> 'Volvo'")
+        conn.execute("UPDATE vehicles SET model = '???', year = 0")
+    console.print(
+        f"[red]v2 damaged the data[/]: vehicles now: {_vehicles(database)}", highlight=False
+    )
+
+
+def _vehicles(database: Path) -> str:
+    with sqlite3.connect(database) as conn:
+        rows = conn.execute("SELECT make, model, year FROM vehicles ORDER BY id").fetchall()
+    return ", ".join(f"{make} {model} ({year})" for make, model, year in rows) or "none"
 
 
 async def stop_apps(runbook: Runbook) -> None:
