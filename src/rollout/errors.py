@@ -13,13 +13,16 @@ the CLI maps it to (DESIGN.md: 0 ok, 1 a check or gate failed, 2 bad input, 3 in
     │   ├── DeployFailed                    a step failed; the hosts were put back
     │   ├── NotHealthy                      an app did not answer healthy in time
     │   ├── RollbackRefused                 the rollback target is not present everywhere
-    │   └── BackupBad                       a backup failed verification: do not restore it
+    │   ├── BackupBad                       a backup failed verification: do not restore it
+    │   └── MigrationFailed                 a migration's SQL failed (database/migrate.py)
     └── InfrastructureError        exit 3   something outside rollout stopped it
         ├── LockHeld                        another deployment holds the environment's lock
         ├── HostError                       a host could not be reached or a command failed
         │   └── CommandFailed               a command ran and exited non-zero
         ├── StoreError                      the records could not be read or written
-        └── DatabaseError                   the app's database or its tools could not do the work
+        ├── DatabaseError                   the app's database or its tools could not do the work
+        └── MigrationBlocked                a migration waited for locks past every retry
+                                            (database/migrate.py: both carry their steps)
 """
 
 from __future__ import annotations
