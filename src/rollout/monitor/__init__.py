@@ -1,0 +1,1 @@
+"""The monitoring window after a release: sources, the judge, incidents."""
