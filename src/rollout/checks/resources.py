@@ -39,6 +39,34 @@ async def check_disk(host: Host, path: str, max_percent: float) -> CheckResult:
     )
 
 
+def cpu_readings(text: str) -> list[list[int]]:
+    """Every aggregate ``cpu`` line of /proc/stat output in ``text``, as jiffies per state."""
+    return [
+        [int(v) for v in line.split()[1:]]
+        for line in text.splitlines()
+        if line.startswith("cpu ")
+        and len(line.split()) > 4  # user nice system idle, at least
+        and all(v.isdigit() for v in line.split()[1:])
+    ]
+
+
+def cpu_spent(before: list[int], after: list[int]) -> tuple[int, int]:
+    """Jiffies spent between two /proc/stat readings: (all states, idle + iowait)."""
+    deltas = [b - a for a, b in zip(before, after, strict=False)]
+    idle = deltas[3] + (deltas[4] if len(deltas) > 4 else 0)
+    return sum(deltas), idle
+
+
+def meminfo_fields(text: str) -> dict[str, int]:
+    """/proc/meminfo output as ``{"MemTotal": kB, ...}``; lines that are not ``key: n`` are skipped."""
+    fields = {}
+    for line in text.splitlines():
+        key, _, rest = line.partition(":")
+        if rest.split() and rest.split()[0].isdigit():
+            fields[key] = int(rest.split()[0])
+    return fields
+
+
 # Two /proc/stat samples this far apart: long enough to smooth a spike, short enough for a gate.
 CPU_SAMPLE_SECONDS = 0.5
 
@@ -54,7 +82,7 @@ async def check_cpu(
     script = f"head -n 1 /proc/stat; sleep {interval:g}; head -n 1 /proc/stat"
     result = await host.run(["sh", "-c", script], check=False)
     threshold = f"< {max_percent:g} %"
-    lines = [line.split() for line in result.stdout.splitlines() if line.startswith("cpu ")]
+    lines = cpu_readings(result.stdout)
     if not result.ok or len(lines) != 2:
         return CheckResult(
             "cpu",
@@ -65,10 +93,8 @@ async def check_cpu(
             "is this a Linux host?",
             host.name,
         )
-    before, after = ([int(v) for v in line[1:]] for line in lines)
-    deltas = [b - a for a, b in zip(before, after, strict=False)]
-    idle = deltas[3] + (deltas[4] if len(deltas) > 4 else 0)  # idle + iowait
-    total = sum(deltas) or 1
+    total, idle = cpu_spent(lines[0], lines[1])
+    total = total or 1
     busy = 100 * (total - idle) / total
     ok = busy < max_percent
     return CheckResult(
@@ -86,11 +112,7 @@ async def check_memory(host: Host, max_percent: float) -> CheckResult:
     """Memory in use, as MemTotal - MemAvailable (what the kernel could not hand out now)."""
     result = await host.run(["cat", "/proc/meminfo"], check=False)
     threshold = f"< {max_percent:g} %"
-    fields = {}
-    for line in result.stdout.splitlines():
-        key, _, rest = line.partition(":")
-        if rest.split():
-            fields[key] = int(rest.split()[0])
+    fields = meminfo_fields(result.stdout)
     if not result.ok or "MemTotal" not in fields or "MemAvailable" not in fields:
         return CheckResult(
             "memory",
