@@ -3,6 +3,7 @@ pytest_plugins = [
     "tests.fixtures.headers",
     "tests.fixtures.podman",
     "tests.fixtures.postgres",
+    "tests.fixtures.prometheus",
     "tests.fixtures.sandbox",
     "tests.fixtures.sshd",
 ]
