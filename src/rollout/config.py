@@ -532,15 +532,30 @@ class Metric(_Section):
 
     source: Literal["probe", "prometheus", "host", "logs"]
     query: str | None = None
+    stat: Literal["p50", "p90", "p95", "p99", "mean", "error_rate", "health"] | None = None
     max: str | None = None
     min: str | None = None
     trend: str | None = None
+    # Kayenta-style comparison with the previous release: which way is worse, and whether a
+    # failing comparison fails the whole window whatever the score.
+    direction: Literal["increase", "decrease", "either"] = "increase"
+    critical: bool = False
 
     @model_validator(mode="after")
     def _prometheus_has_query(self) -> Self:
+        from rollout.monitor.rules import parse_threshold
+
         if self.source == "prometheus" and not self.query:
             raise ValueError("a prometheus metric needs a `query`")
+        for bound in (self.max, self.min):
+            if bound is not None:
+                parse_threshold(bound, self.source)  # a unit that does not parse: exit 2 now
         return self
+
+    def limit(self, bound: str | None) -> float | None:
+        from rollout.monitor.rules import parse_threshold
+
+        return None if bound is None else parse_threshold(bound, self.source)
 
 
 class MonitorSources(_Section):
@@ -551,6 +566,9 @@ class Monitor(_Section):
     window: Duration = timedelta(minutes=30)
     interval: Duration = timedelta(seconds=10)
     baseline: Duration | None = None
+    # What the probe reads on every host each interval: these paths, else the verify endpoints
+    # (the health URL always).
+    paths: list[str] = Field(default_factory=list)
     metrics: dict[str, Metric] = Field(default_factory=dict)
     sources: MonitorSources = Field(default_factory=MonitorSources)
     failure_limit: int = Field(default=3, ge=1)
@@ -569,6 +587,14 @@ class IncidentLevel(_Section):
     respond_within: Duration
     actions: list[str] = Field(default_factory=list)
     persists: Duration | None = None
+
+    @field_validator("actions")
+    @classmethod
+    def _known_actions(cls, actions: list[str]) -> list[str]:
+        from rollout.monitor.rules import check_actions
+
+        check_actions(actions)
+        return actions
 
 
 class Incidents(_Section):
@@ -640,6 +666,20 @@ class Runbook(_Section):
 
     _source: Path = PrivateAttr(default_factory=lambda: Path("rollout.yml"))
     _redactor: Redactor = PrivateAttr(default_factory=Redactor.empty)
+
+    @model_validator(mode="after")
+    def _symptoms_name_metrics(self) -> Self:
+        from rollout.monitor.rules import parse_symptom, probe_stat
+
+        metrics = {n: (m.source, m.max is not None) for n, m in self.monitor.metrics.items()}
+        for name, metric in self.monitor.metrics.items():
+            if metric.source == "probe":
+                probe_stat(name, metric.stat)
+        for number in (1, 2, 3):
+            level = getattr(self.incidents, f"level{number}")
+            for symptom in level.when if level is not None else []:
+                parse_symptom(symptom, metrics)
+        return self
 
     @field_validator("store")
     @classmethod

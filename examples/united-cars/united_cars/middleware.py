@@ -167,9 +167,11 @@ class FaultInjectionMiddleware:
         self.faults = faults
         # A private generator: tests and other code seeding the global one do not change it.
         self.random = random.Random()
+        self.started = time.monotonic()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self.faults.applies_to(scope["path"]):
+        waiting = time.monotonic() - self.started < self.faults.after_s
+        if scope["type"] != "http" or waiting or not self.faults.applies_to(scope["path"]):
             await self.app(scope, receive, send)
             return
         if self.faults.latency_ms > 0:

@@ -16,7 +16,7 @@ logger = logging.getLogger(__name__)
 # keep telling the truth about the incident rather than being part of it.
 DEFAULT_FAULT_EXEMPT = ("/api/health", "/metrics")
 
-_FAULT_KEYS = frozenset({"error_rate", "latency_ms", "health_down", "routes"})
+_FAULT_KEYS = frozenset({"error_rate", "latency_ms", "health_down", "routes", "after_s"})
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,9 @@ class FaultConfig:
     health_down: bool = False
     # None means every route except DEFAULT_FAULT_EXEMPT.
     routes: tuple[str, ...] | None = None
+    # Seconds after start before the faults begin: a release that passes its verification
+    # and goes wrong under traffic a little later, as real ones do.
+    after_s: float = 0.0
 
     @property
     def active(self) -> bool:
@@ -88,11 +91,15 @@ class FaultConfig:
             or not all(isinstance(r, str) and r.startswith("/") for r in routes)
         ):
             raise ValueError('faults.routes must be a list of path prefixes like "/api"')
+        after_s = data.get("after_s", 0.0)
+        if isinstance(after_s, bool) or not isinstance(after_s, int | float) or after_s < 0:
+            raise ValueError("faults.after_s must be a non-negative number of seconds")
         return cls(
             error_rate=float(error_rate),
             latency_ms=latency_ms,
             health_down=health_down,
             routes=tuple(routes) if routes is not None else None,
+            after_s=float(after_s),
         )
 
 

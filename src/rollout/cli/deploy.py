@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Coroutine
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
@@ -113,6 +113,13 @@ def deploy_command(
             help="Run contract migrations too (rolling back then means a database restore).",
         ),
     ] = False,
+    monitor: Annotated[
+        str | None,
+        typer.Option("--monitor", help="Watch for this long after the release (e.g. 2m)."),
+    ] = None,
+    no_monitor: Annotated[
+        bool, typer.Option("--no-monitor", help="No monitoring window (recorded as unwatched).")
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Deploy TAG to ENV: pre-flight, install, switch in batches, verify; roll back on failure.
@@ -123,6 +130,7 @@ def deploy_command(
 
     runbook = load(config)
     options = Options(
+        monitor_for=_monitor_for(monitor, no_monitor),
         message=message,
         commit_sha=commit,
         committed_at=committed_at,
@@ -143,6 +151,22 @@ def deploy_command(
     if dry_run and not as_json:
         _print_plan(report)
     _finish(report, as_json)
+
+
+def _monitor_for(monitor: str | None, no_monitor: bool) -> timedelta | None:
+    from rollout.config import parse_duration
+    from rollout.errors import BadInput
+
+    if no_monitor and monitor is not None:
+        raise BadInput("--monitor and --no-monitor contradict each other", hint="choose one")
+    if no_monitor:
+        return timedelta(0)
+    if monitor is None:
+        return None
+    try:
+        return parse_duration(monitor)
+    except ValueError as exc:
+        raise BadInput(f"--monitor {monitor!r}: expected a duration like 2m or 30s") from exc
 
 
 def rollback_command(

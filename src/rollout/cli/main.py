@@ -11,7 +11,18 @@ import sys
 import click
 import typer
 
-from rollout.cli import admin, checks, db, deploy, fleet, grade, inspect, readiness
+from rollout.cli import (
+    admin,
+    checks,
+    db,
+    deploy,
+    fleet,
+    grade,
+    incidents,
+    inspect,
+    monitor,
+    readiness,
+)
 
 app = typer.Typer(
     name="rollout",
@@ -29,6 +40,8 @@ admin.register(app)
 fleet.register(app)
 grade.register(app)
 db.register(app)
+incidents.register(app)
+monitor.register(app)
 
 
 def run() -> None:

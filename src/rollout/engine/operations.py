@@ -10,20 +10,20 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import httpx
 
 from rollout.config import Runbook
-from rollout.engine.events import CheckRecorded, Event, Fanout, Sink
+from rollout.engine.events import CheckRecorded, Event, Fanout, Note, Sink
 from rollout.engine.lock import deploy_lock, whoami
 from rollout.engine.plan import Plan, plan_checks, plan_deploy, plan_rollback
 from rollout.engine.record import JsonlSink, StoreSink
 from rollout.engine.runner import Runner, RunResult
 from rollout.engine.targets import close_targets, open_targets
 from rollout.errors import BadInput, RollbackRefused
-from rollout.model import HostState, Kind, Outcome, Phase, Release
+from rollout.model import HostState, Kind, Outcome, Phase, Release, utcnow
 from rollout.runtimes import Runtime, Target, make_runtime
 from rollout.store import DeploymentRecord, LockInfo, Store, open_store
 
@@ -43,6 +43,8 @@ class Options:
     keep_going: bool = False
     # Contract migrations (drop, rename, type change) run only when asked for.
     allow_contract: bool = False
+    # The monitoring window: None the runbook's, zero none (recorded as unwatched).
+    monitor_for: timedelta | None = None
 
 
 @dataclass(frozen=True)
@@ -96,7 +98,7 @@ async def deploy(
     dry_run: bool = False,
 ) -> Report:
     options = options or Options()
-    plan = plan_deploy(runbook, env_name, tag)
+    plan = plan_deploy(runbook, env_name, tag, monitor_for=options.monitor_for)
     runtime, targets = _prepare(runbook, plan)
     if dry_run:
         return Report(plan=plan)
@@ -220,7 +222,7 @@ async def _execute(
         )
         runner.keep_going = options.keep_going
         runner.approvals = store.approvals(plan.env, plan.tag)
-        _database_work(runbook, store, plan, runner, deployment_id, options)
+        _store_work(runbook, store, plan, runner, deployment_id, options)
         if plan.kind is Kind.ROLLBACK:
             runner.previous_after_rollback = _previous_of(store, plan.env, plan.tag)
         try:
@@ -229,6 +231,10 @@ async def _execute(
             store.set_previous_tag(deployment_id, _common(runner.before))
             await runner.http.aclose()
             await close_targets(targets)
+        if runner.incident_id is not None and result.outcome is Outcome.ROLLED_BACK:
+            # Mitigated: every host is back on the release it ran before, and healthy.
+            store.update_incident(runner.incident_id, mitigated_at=utcnow(), status="mitigated")
+            fanout.emit(Note(message=f"incident #{runner.incident_id} mitigated: rolled back"))
         result.previous_tag = _common(runner.before)
     return Report(plan=plan, deployment_id=deployment_id, result=result, event_log=log.path)
 
@@ -250,7 +256,7 @@ def _backup_to_restore(runbook: Runbook, store: Store, env: str, database: bool 
     return Path(found[0].folder)
 
 
-def _database_work(
+def _store_work(
     runbook: Runbook,
     store: Store,
     plan: Plan,
@@ -259,6 +265,14 @@ def _database_work(
     options: Options,
 ) -> None:
     """Give the runner what needs the store: the backup phase and the recorded freshness gate."""
+    if plan.steps_in(Phase.MONITOR):
+        from rollout.monitor.session import window_action
+
+        runner.store_actions["window"] = window_action(runbook, store, runner, deployment_id)
+    elif runbook.monitor.metrics and plan.kind is Kind.DEPLOY:
+        runner.events.emit(
+            Note(message="no monitoring window: this deployment is unwatched", level="warn")
+        )
     database = runbook.environment(plan.env).database
     if database is None:
         return

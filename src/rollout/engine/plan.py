@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 from rollout.config import Environment, Runbook
@@ -25,6 +26,7 @@ PHASE_ORDER = (
     Phase.DEPLOY,
     Phase.ROLLBACK,
     Phase.VERIFY,
+    Phase.MONITOR,
     Phase.FINALIZE,
 )
 
@@ -54,6 +56,7 @@ class Plan:
     on_failure: str
     reason: str | None = None
     database_backup: str | None = None  # a rollback that also restores this backup folder
+    monitor_for: timedelta | None = None  # the monitoring window's length (None: no window)
 
     def phases(self) -> list[Phase]:
         present = {s.phase for s in self.steps}
@@ -122,7 +125,11 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def plan_deploy(runbook: Runbook, env_name: str, tag: str) -> Plan:
+def plan_deploy(
+    runbook: Runbook, env_name: str, tag: str, *, monitor_for: timedelta | None = None
+) -> Plan:
+    """The whole runbook for ``tag``. ``monitor_for``: the monitoring window's length (None: the
+    runbook's ``monitor.window`` when it names metrics; zero: no window, the deploy unwatched)."""
     env = runbook.environment(env_name)
     release = Release.parse(tag, runbook.release.tag_pattern)
     # A release-dir artifact is a file here; a compose artifact is an image the hosts check.
@@ -158,6 +165,20 @@ def plan_deploy(runbook: Runbook, env_name: str, tag: str) -> Plan:
         )
     steps += _switch_steps(Phase.DEPLOY, groups, tag)
     steps += _verify_steps(runbook, env, tag)
+    window = (
+        runbook.monitor.window if monitor_for is None and runbook.monitor.metrics else monitor_for
+    )
+    if window:
+        every = runbook.monitor.interval.total_seconds()
+        names_ = ", ".join(runbook.monitor.metrics) or "health"
+        steps.append(
+            PlannedStep(
+                Phase.MONITOR,
+                "window",
+                None,
+                f"watch {names_} for {window} every {every:g} s; incidents by level, roll back on level 3",
+            )
+        )
     steps += [
         PlannedStep(Phase.FINALIZE, "prune", h, f"keep the last {runbook.release.keep} releases")
         for h in names
@@ -172,7 +193,9 @@ def plan_deploy(runbook: Runbook, env_name: str, tag: str) -> Plan:
         steps=tuple(steps),
         artifact=artifact,
         on_failure="preflight or install: stop, nothing switched; "
-        "activate, health or verify: switch every touched host back to its previous release",
+        "activate, health, verify or a monitoring rollback: every touched host back to its "
+        "previous release",
+        monitor_for=window or None,
     )
 
 

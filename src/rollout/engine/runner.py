@@ -108,6 +108,7 @@ class Runner:
     store_actions: dict[str, Callable[[], Awaitable[str]]] = field(default_factory=dict)
     # What to undo before the hosts are put back, newest first (a database swap).
     undo: list[Callable[[], Awaitable[str]]] = field(default_factory=list)
+    incident_id: int | None = None  # opened by the monitoring window, mitigated by a put-back
     # The pre-flight freshness gate's answer from the backup records (None: read the folder).
     recorded_backup_check: Callable[[], CheckResult | None] | None = None
     excluded: set[str] = field(default_factory=set)
@@ -272,7 +273,7 @@ class Runner:
                 return lambda: self._staging(step)
             case "backup", _:
                 return lambda: self._backup(step)
-            case "db-backup" | "db-restore" | "migrations" | "migrate", _:
+            case "db-backup" | "db-restore" | "migrations" | "migrate" | "window", _:
                 return self.store_actions[step.name]
             case "stop", Target():
                 return lambda: self._stop(target)

@@ -128,3 +128,37 @@ class BackupCheckRecord:
     detail: str
     checked_at: datetime
     seconds: float
+
+
+@dataclass(frozen=True)
+class IncidentRecord:
+    """An incident and its timeline, as the runbook's levels classified it."""
+
+    id: int
+    deployment_id: int | None
+    env: str
+    level: int
+    title: str
+    symptoms: str  # the measurements that made it, with their thresholds
+    status: str  # open, mitigated, resolved
+    impact_start: datetime | None
+    detected_at: datetime
+    acknowledged_at: datetime | None
+    acknowledged_by: str | None
+    mitigated_at: datetime | None
+    resolved_at: datetime | None
+    action: str | None
+
+
+@dataclass(frozen=True)
+class SampleRecord:
+    id: int
+    deployment_id: int | None
+    env: str
+    metric: str
+    host: str | None
+    source: str
+    at: datetime
+    value: float | None
+    ok: bool | None
+    labels: dict[str, str]

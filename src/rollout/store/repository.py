@@ -33,7 +33,9 @@ from rollout.store.records import (
     BackupRecord,
     CheckRecord,
     DeploymentRecord,
+    IncidentRecord,
     LockInfo,
+    SampleRecord,
     StepRecord,
 )
 
@@ -394,6 +396,113 @@ class Store:
             return chain.verify_chain(_audit_entry(row) for row in conn.execute(query))
 
     # -- plumbing ----------------------------------------------------------------------------
+
+    # --- monitoring: samples and incidents -----------------------------------------------------
+
+    def add_samples(
+        self, env: str, deployment_id: int | None, samples: Sequence[Mapping[str, Any]]
+    ) -> None:
+        """Rows of (metric, host, source, at, value, ok, labels); one transaction."""
+        if not samples:
+            return
+        rows = [
+            {
+                "env": env,
+                "deployment_id": deployment_id,
+                "metric": s["metric"],
+                "host": s.get("host"),
+                "source": s["source"],
+                "at": s["at"],
+                "value": s.get("value"),
+                "ok": s.get("ok"),
+                "labels": self._redact_tree(dict(s.get("labels") or {})),
+            }
+            for s in samples
+        ]
+        with self._writing() as conn:
+            conn.execute(insert(schema.samples), rows)
+
+    def samples(
+        self,
+        *,
+        env: str,
+        metric: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        deployment_id: int | None = None,
+    ) -> list[SampleRecord]:
+        t = schema.samples
+        query = select(t).where(t.c.env == env).order_by(t.c.at, t.c.id)
+        if metric is not None:
+            query = query.where(t.c.metric == metric)
+        if since is not None:
+            query = query.where(t.c.at >= since)
+        if until is not None:
+            query = query.where(t.c.at < until)
+        if deployment_id is not None:
+            query = query.where(t.c.deployment_id == deployment_id)
+        with self._reading() as conn:
+            return [SampleRecord(**r._mapping) for r in conn.execute(query)]
+
+    def open_incident(
+        self,
+        *,
+        env: str,
+        deployment_id: int | None,
+        level: int,
+        title: str,
+        symptoms: str,
+        impact_start: datetime | None,
+        detected_at: datetime,
+        action: str | None,
+    ) -> int:
+        values = dict(
+            env=env,
+            deployment_id=deployment_id,
+            level=level,
+            title=self._redact(title),
+            symptoms=self._redact(symptoms),
+            status="open",
+            impact_start=impact_start,
+            detected_at=detected_at,
+            action=action,
+        )
+        return self._insert(schema.incidents, values)
+
+    def update_incident(self, incident_id: int, **values: Any) -> None:
+        allowed = {
+            "level",
+            "status",
+            "acknowledged_at",
+            "acknowledged_by",
+            "mitigated_at",
+            "resolved_at",
+            "action",
+            "symptoms",
+        }
+        unknown = set(values) - allowed
+        if unknown:
+            raise StoreError(f"incidents have no field {sorted(unknown)[0]!r} to update")
+        self._update(schema.incidents, incident_id, values)
+
+    def incident(self, incident_id: int) -> IncidentRecord:
+        t = schema.incidents
+        with self._reading() as conn:
+            row = conn.execute(select(t).where(t.c.id == incident_id)).first()
+        if row is None:
+            raise StoreError(f"no incident {incident_id}")
+        return IncidentRecord(**row._mapping)
+
+    def incidents(self, *, env: str | None = None, open_only: bool = False) -> list[IncidentRecord]:
+        """Newest first."""
+        t = schema.incidents
+        query = select(t).order_by(t.c.detected_at.desc(), t.c.id.desc())
+        if env is not None:
+            query = query.where(t.c.env == env)
+        if open_only:
+            query = query.where(t.c.status != "resolved")
+        with self._reading() as conn:
+            return [IncidentRecord(**r._mapping) for r in conn.execute(query)]
 
     # --- backups of the app's database ---------------------------------------------------------
 

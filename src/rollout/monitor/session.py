@@ -1,0 +1,234 @@
+"""A monitoring window for one environment, built from the runbook, and the deploy's monitor step.
+
+The probe reads every verify endpoint and the health URL on every host; host statistics come
+over each host's own connection when a metric asks for them; Prometheus when one is
+configured; the database is pinged when the environment has one. Every sample and every
+incident decision goes to the store, with the values and thresholds that made it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import timedelta
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+import httpx
+
+from rollout.config import Runbook
+from rollout.errors import GateFailed
+from rollout.model import CheckStatus, utcnow
+from rollout.monitor.incidents import TITLES, Decision, Reading, Responder
+from rollout.monitor.sources import HostStatsSource, ProbeSource, PrometheusSource, Sample, Source
+from rollout.monitor.window import Outcome, Window, WindowResult
+from rollout.runtimes.base import Runtime, Target
+from rollout.store import Store
+
+if TYPE_CHECKING:
+    from rollout.engine.runner import Runner
+
+
+def build_window(
+    runbook: Runbook,
+    env: str,
+    targets: Mapping[str, Target],
+    runtime: Runtime,
+    tag: str,
+    http: httpx.AsyncClient,
+    *,
+    duration: timedelta,
+) -> Window:
+    monitor = runbook.monitor
+    hosts, health_path = [], None
+    for target in targets.values():
+        health = runtime.health_url(target, tag)
+        base = target.url or runbook.environment(env).url or _origin(health)
+        if base is not None:
+            hosts.append((target.name, base))
+        if health is not None:
+            health_path = urlsplit(health).path or "/"
+    paths = monitor.paths or [e.path for e in runbook.verify.endpoints]
+    sources: list[Source] = [ProbeSource(http, hosts, paths, health_path=health_path)]
+    if any(m.source == "host" for m in monitor.metrics.values()):
+        sources.append(HostStatsSource(list(targets.values())))
+    queries = {
+        n: m.query for n, m in monitor.metrics.items() if m.source == "prometheus" and m.query
+    }
+    if queries and monitor.sources.prometheus:
+        sources.append(PrometheusSource(http, monitor.sources.prometheus, queries))
+    database = runbook.environment(env).database
+    probe: Callable[[], Awaitable[bool]] | None = None
+    if database is not None:
+
+        async def probe() -> bool:
+            from rollout.checks.database import check_database
+
+            result = await check_database(database.url, config_dir=runbook.config_dir)
+            return result.status is not CheckStatus.FAIL
+
+    return Window(
+        metrics=monitor.metrics,
+        sources=sources,
+        responder=Responder(runbook.incidents, monitor.metrics),
+        interval=monitor.interval,
+        duration=duration,
+        failure_limit=monitor.failure_limit,
+        consecutive_error_limit=monitor.consecutive_error_limit,
+        database_probe=probe,
+    )
+
+
+def _origin(url: str | None) -> str | None:
+    if url is None:
+        return None
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+class Recorder:
+    """Writes a window's samples and incidents to the store and says them as events."""
+
+    def __init__(
+        self, store: Store, env: str, deployment_id: int | None, say: Callable[[str, str], None]
+    ) -> None:
+        self.store = store
+        self.env = env
+        self.deployment_id = deployment_id
+        self.say = say
+        self.incident_id: int | None = None
+        self.level = 0
+        self.impact_start = None
+
+    def samples(self, samples: list[Sample]) -> None:
+        self.store.add_samples(
+            self.env,
+            self.deployment_id,
+            [
+                {
+                    "metric": s.metric,
+                    "host": s.host,
+                    "source": s.source,
+                    "at": s.at,
+                    "value": s.value,
+                    "ok": s.ok,
+                    "labels": {**s.labels, **({"error": s.error} if s.error else {})},
+                }
+                for s in samples
+            ],
+        )
+
+    def decision(self, decision: Decision, reading: Reading) -> None:
+        finding = decision.finding
+        assert finding is not None
+        self.open(finding.level, "; ".join(finding.symptoms), reading, decision)
+
+    def open(
+        self, level: int, symptoms: str, reading: Reading, decision: Decision | None = None
+    ) -> None:
+        action = ", ".join(decision.notify) if decision is not None and decision.notify else None
+        if self.incident_id is None:
+            self.incident_id = self.store.open_incident(
+                env=self.env,
+                deployment_id=self.deployment_id,
+                level=level,
+                title=f"level {level} ({TITLES[level]}) incident in {self.env}",
+                symptoms=symptoms,
+                impact_start=reading.at,
+                detected_at=utcnow(),
+                action=action,
+            )
+            self.level = level
+            self.say(
+                f"incident #{self.incident_id} level {level} ({TITLES[level]}): {symptoms}",
+                "error" if level >= 2 else "warn",
+            )
+        elif level > self.level:
+            self.store.update_incident(self.incident_id, level=level, symptoms=symptoms)
+            self.level = level
+            self.say(f"incident #{self.incident_id} raised to level {level}: {symptoms}", "error")
+        if decision is not None and decision.notify:
+            self.say(f"actions for level {level}: {', '.join(decision.notify)}", "warn")
+
+    def reading(self, reading: Reading, phases: Mapping[str, str]) -> None:
+        shown = ", ".join(
+            f"{name} {_value(value)} ({phases.get(name, '-')})"
+            for name, value in reading.values.items()
+        )
+        down = " health DOWN" if reading.health_down else ""
+        self.say(f"{reading.at:%H:%M:%S} {shown or 'probe only'}{down}", "info")
+
+
+def _value(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4g}"
+
+
+def window_action(
+    runbook: Runbook, store: Store, runner: Runner, deployment_id: int
+) -> Callable[[], Awaitable[str]]:
+    """The deploy's monitor step: a level 3 (or a metric past its limit) fails the step, which
+    rolls every switched host back; the incident is kept for the operations to mark mitigated."""
+    from rollout.engine.events import Note
+
+    plan = runner.plan
+    assert plan.monitor_for is not None
+
+    def say(message: str, level: str) -> None:
+        runner.events.emit(Note(message=message, level=level))
+
+    async def act() -> str:
+        recorder = Recorder(store, plan.env, deployment_id, say)
+        window = build_window(
+            runbook,
+            plan.env,
+            runner.targets,
+            runner.runtime,
+            plan.tag,
+            runner.http,
+            duration=plan.monitor_for or timedelta(0),
+        )
+        window.on_samples = recorder.samples
+        window.on_decision = recorder.decision
+        window.on_reading = recorder.reading
+        result = await window.run()
+        runner.incident_id = recorder.incident_id
+        return _conclude(result, recorder)
+
+    def _conclude(result: WindowResult, recorder: Recorder) -> str:
+        if result.outcome is Outcome.ROLLBACK:
+            if recorder.incident_id is None and result.readings:  # a metric past its limit
+                recorder.open(2, result.reason, result.readings[-1])
+                runner.incident_id = recorder.incident_id
+            raise GateFailed(f"monitoring: {result.reason} (incident #{recorder.incident_id})")
+        if result.outcome is Outcome.INCONCLUSIVE:
+            say(f"monitoring paused, a person decides: {result.reason}", "warn")
+            return f"inconclusive after {result.intervals} intervals: {result.reason}"
+        return f"passed: {result.reason}"
+
+    return act
+
+
+async def watch_environment(
+    runbook: Runbook, env: str, duration: timedelta, say: Callable[[str, str], None]
+) -> WindowResult:
+    """``rollout monitor``: the window without a deploy. It records and classifies; it does not
+    roll back (there is no deployment of its own to undo): a rollback decision is reported."""
+    from rollout.engine.targets import close_targets, open_targets
+    from rollout.runtimes import make_runtime
+    from rollout.store import open_store
+
+    runtime = make_runtime(runbook.runtime, runbook.release.artifact)
+    targets = open_targets(runbook, env)
+    try:
+        states = [await runtime.state(t) for t in targets.values()]
+        tag = next((s.link or s.current for s in states if s.link or s.current), None) or "-"
+        with open_store(runbook.store_url, redactor=runbook.redactor) as store:
+            last = store.deployments(env=env, limit=1)
+            recorder = Recorder(store, env, last[0].id if last else None, say)
+            async with httpx.AsyncClient() as http:
+                window = build_window(runbook, env, targets, runtime, tag, http, duration=duration)
+                window.on_samples = recorder.samples
+                window.on_decision = recorder.decision
+                window.on_reading = recorder.reading
+                return await window.run()
+    finally:
+        await close_targets(targets)

@@ -1,0 +1,220 @@
+"""The monitoring window: every interval, collect, reduce, judge, classify, act.
+
+Raw samples (every probe request, every Prometheus series, every host) are recorded as they
+come; each metric of ``monitor.metrics`` is then reduced to one value for the interval (probe
+latency percentiles and error rates over the last few intervals, the worst host, the worst
+series) and judged against its thresholds by Argo's rules, while the incident levels look at
+the same values. The window ends early on a rollback decision (a level 3, a level 2 that
+persisted, or a metric past its failure limit) or on an inconclusive pause (a source that kept
+failing: monitoring that cannot see is never a pass), else when its time is up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import statistics
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+
+from rollout.config import Metric
+from rollout.monitor.incidents import Decision, Reading, Responder
+from rollout.monitor.judge import (
+    AnalysisPhase,
+    Condition,
+    Measurement,
+    MetricJudge,
+    MetricRule,
+    Op,
+)
+from rollout.monitor.rules import probe_stat
+from rollout.monitor.sources import Sample, Source
+
+HOST_METRICS = {"cpu": "cpu_percent", "memory": "memory_percent", "load": "load1"}
+LOOKBACK = 5  # intervals of probe samples a percentile or an error rate is taken over
+
+
+class Outcome(StrEnum):
+    PASSED = "passed"
+    ROLLBACK = "rollback"
+    INCONCLUSIVE = "inconclusive"  # paused: a person decides
+
+
+@dataclass
+class WindowResult:
+    outcome: Outcome
+    reason: str
+    intervals: int
+    decision: Decision | None = None  # the incident decision that ended it, if one did
+    readings: list[Reading] = field(default_factory=list)
+
+
+@dataclass
+class Window:
+    metrics: Mapping[str, Metric]
+    sources: Sequence[Source]
+    responder: Responder
+    interval: timedelta
+    duration: timedelta
+    failure_limit: int = 3
+    consecutive_error_limit: int = 4
+    database_probe: Callable[[], Awaitable[bool]] | None = None  # True: the database answers
+    on_samples: Callable[[list[Sample]], None] = lambda samples: None
+    on_decision: Callable[[Decision, Reading], None] = lambda decision, reading: None
+    on_reading: Callable[[Reading, Mapping[str, str]], None] = lambda reading, phases: None
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    now: Callable[[], datetime] = lambda: datetime.now(UTC)
+    _recent: deque[list[Sample]] = field(default_factory=lambda: deque(maxlen=LOOKBACK))
+
+    def __post_init__(self) -> None:
+        self.judges = {
+            name: MetricJudge(
+                MetricRule(
+                    name,
+                    failure=_failure_condition(metric),
+                    failure_limit=self.failure_limit,
+                    consecutive_error_limit=self.consecutive_error_limit,
+                    # "no data" for a while is a pause, like errors: the window cannot see
+                    inconclusive_limit=self.consecutive_error_limit,
+                )
+            )
+            for name, metric in self.metrics.items()
+            if metric.max is not None or metric.min is not None
+        }
+
+    async def run(self) -> WindowResult:
+        started = self.now()
+        intervals = 0
+        readings: list[Reading] = []
+        while True:
+            tick = asyncio.get_running_loop().time()
+            reading = await self._interval()
+            intervals += 1
+            readings.append(reading)
+            decision = self.responder.respond(reading)
+            phases = self._judge(reading)
+            self.on_reading(reading, phases)
+            if decision.finding is not None:
+                self.on_decision(decision, reading)
+            if decision.rollback:
+                return WindowResult(
+                    Outcome.ROLLBACK, decision.reason, intervals, decision, readings
+                )
+            failed = [n for n, p in phases.items() if p == AnalysisPhase.FAILED.value]
+            if failed:
+                reason = "; ".join(f"{n}: {self.judges[n].verdict().reason}" for n in failed)
+                return WindowResult(
+                    Outcome.ROLLBACK,
+                    f"failure limit passed: {reason}",
+                    intervals,
+                    decision,
+                    readings,
+                )
+            blind = [
+                n
+                for n, p in phases.items()
+                if p in (AnalysisPhase.ERROR.value, AnalysisPhase.INCONCLUSIVE.value)
+            ]
+            if blind:
+                reason = "; ".join(f"{n}: {self.judges[n].verdict().reason}" for n in blind)
+                return WindowResult(
+                    Outcome.INCONCLUSIVE, f"cannot judge: {reason}", intervals, decision, readings
+                )
+            if self.now() - started + self.interval > self.duration:
+                return WindowResult(
+                    Outcome.PASSED,
+                    f"{intervals} intervals within thresholds",
+                    intervals,
+                    None,
+                    readings,
+                )
+            spent = asyncio.get_running_loop().time() - tick
+            await self.sleep(max(0.0, self.interval.total_seconds() - spent))
+
+    async def _interval(self) -> Reading:
+        gathered = await asyncio.gather(*(s.collect() for s in self.sources))
+        samples = [sample for batch in gathered for sample in batch]
+        self.on_samples(samples)
+        self._recent.append(samples)
+        database_down = False
+        if self.database_probe is not None:
+            database_down = not await self.database_probe()
+        down = sorted({s.host or "?" for s in samples if s.metric == "health" and s.value == 0.0})
+        values = {
+            name: self._reduce(name, metric, samples) for name, metric in self.metrics.items()
+        }
+        return Reading(
+            at=self.now(),
+            values=values,
+            health_down=bool(down),
+            database_down=database_down,
+            detail={"health down": ", ".join(down)} if down else {},
+        )
+
+    def _reduce(self, name: str, metric: Metric, samples: list[Sample]) -> float | None:
+        if metric.source == "probe":
+            recent = [s for batch in self._recent for s in batch if s.source == "probe"]
+            return _probe_value(probe_stat(name, metric.stat), recent, samples)
+        if metric.source == "host":
+            wanted = HOST_METRICS.get(name, name)
+            return _worst([s for s in samples if s.source == "host" and s.metric == wanted])
+        if metric.source == "prometheus":
+            return _worst([s for s in samples if s.source == "prometheus" and s.metric == name])
+        return None
+
+    def _judge(self, reading: Reading) -> dict[str, str]:
+        phases = {}
+        for name, judge in self.judges.items():
+            value = reading.values.get(name)
+            error = reading.errors.get(name)
+            judge.add(Measurement(value, error if value is None else None))
+            phases[name] = judge.phase.value
+        return phases
+
+
+def _failure_condition(metric: Metric) -> Condition:
+    """Argo's failureCondition from max (value > max) or min (value < min)."""
+    if metric.max is not None:
+        limit = metric.limit(metric.max)
+        assert limit is not None
+        return Condition(Op.GT, limit)
+    limit = metric.limit(metric.min)
+    assert limit is not None
+    return Condition(Op.LT, limit)
+
+
+def _error_of(name: str, metric: Metric, samples: list[Sample]) -> str | None:
+    """Why a metric has no value this interval: its source's error, when it gave one."""
+    wanted = {"probe": None, "host": HOST_METRICS.get(name, name), "prometheus": name}.get(
+        metric.source
+    )
+    for s in samples:
+        if s.source == metric.source and s.error and (wanted is None or s.metric == wanted):
+            return f"{s.source}: {s.error}"
+    return None
+
+
+def _worst(samples: list[Sample]) -> float | None:
+    values = [s.value for s in samples if s.value is not None and math.isfinite(s.value)]
+    return max(values) if values else None
+
+
+def _probe_value(stat: str, recent: list[Sample], current: list[Sample]) -> float | None:
+    if stat == "health":
+        health = [s.value for s in current if s.metric == "health" and s.value is not None]
+        return min(health) if health else None
+    if stat == "error_rate":
+        errors = [s.value for s in recent if s.metric == "http_error" and s.value is not None]
+        return statistics.fmean(errors) if errors else None
+    latencies = sorted(
+        s.value for s in recent if s.metric == "latency_seconds" and s.value is not None
+    )
+    if not latencies:
+        return None
+    if stat == "mean":
+        return statistics.fmean(latencies)
+    q = {"p50": 0.50, "p90": 0.90, "p95": 0.95, "p99": 0.99}[stat]
+    return latencies[min(len(latencies) - 1, math.ceil(q * len(latencies)) - 1)]

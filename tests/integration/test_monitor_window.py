@@ -1,0 +1,172 @@
+"""The monitoring window after a release, on the example app with real fault injection.
+
+Two local hosts run United Cars releases built with faults that verification does not see
+(they hit /api/vehicles, which the probe reads and verification does not): a clean release
+passes the window; 100 % errors there is level 3 and rolled back at once, with the incident's
+whole timeline on record; added latency is level 1 and only recorded.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+from datetime import date
+from pathlib import Path
+
+import httpx
+import pytest
+
+from rollout.sandbox.build import Release, build_artifacts, free_port
+
+DAY = date.today().strftime("%Y.%m.%d")
+GOOD, BROKEN, SLOW = f"v{DAY}-a1b2c3d", f"v{DAY}-b2c3d4e", f"v{DAY}-c3d4e5f"
+
+RUNBOOK = """\
+app: united-cars
+store: .rollout/rollout.db
+release: {{artifact: 'dist/united-cars-{{tag}}.tar.gz', keep: 5}}
+runtime:
+  kind: release-dir
+  path: srv/united-cars
+  launcher:
+    command: ['{python}', '-m', 'uvicorn', 'united_cars.main:app', '--host', '127.0.0.1', '--port', '{{port}}', '--no-access-log']
+    env: {{PYTHONPATH: '{{release_dir}}', UNITED_CARS_DATABASE_URL: 'sqlite:///{{shared_dir}}/app.db'}}
+    stop_timeout: 10s
+  health_url: 'http://127.0.0.1:{{port}}/api/health'
+  health_timeout: 60s
+checks: {{cpu_max: 100%, disk_max: 99%, disk_mounts: [/]}}
+environments:
+  production:
+    batch: 1
+    hosts:
+      - {{name: web-1, kind: local, address: 127.0.0.1, root: hosts/web-1, url: 'http://127.0.0.1:{{port}}', vars: {{port: '{p1}'}}}}
+      - {{name: web-2, kind: local, address: 127.0.0.1, root: hosts/web-2, url: 'http://127.0.0.1:{{port}}', vars: {{port: '{p2}'}}}}
+verify:
+  endpoints:
+    - {{path: /api/health, conditions: ['[STATUS] == 200']}}
+  version: {{path: /api/version, field: version}}
+monitor:
+  window: 6s
+  interval: 500ms
+  paths: [/api/health, /api/vehicles]
+  metrics:
+    response_time_p95: {{source: probe, max: 100ms}}
+    error_rate: {{source: probe, max: 1%}}
+  failure_limit: {failure_limit}
+incidents:
+  level1: {{when: ['response_time_p95 > 1x'], respond_within: 15m, actions: [notify, watch]}}
+  level3: {{when: ['health down', 'error_rate > 10x'], respond_within: 5m, actions: [rollback, postmortem]}}
+"""
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> object:
+    build_artifacts(
+        tmp_path,
+        [
+            Release("good", GOOD, None),
+            Release("broken", BROKEN, {"error_rate": 1.0, "routes": ["/api/vehicles"]}),
+            Release("slow", SLOW, {"latency_ms": 250, "routes": ["/api/vehicles"]}),
+        ],
+    )
+    ports = (free_port(), free_port())
+    yield tmp_path, ports
+    for pidfile in tmp_path.glob("hosts/*/srv/united-cars/run/app.pid"):
+        subprocess.run(["kill", pidfile.read_text().strip()], capture_output=True)
+
+
+def configure(folder: Path, ports: tuple[int, int], failure_limit: int = 3) -> None:
+    (folder / "rollout.yml").write_text(
+        RUNBOOK.format(python=sys.executable, p1=ports[0], p2=ports[1], failure_limit=failure_limit)
+    )
+
+
+def rollout(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "rollout", *args, "--config", str(folder / "rollout.yml")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"COLUMNS": "200", "PATH": "/usr/bin:/bin", "NO_COLOR": "1"},
+    )
+
+
+def versions(ports: tuple[int, int]) -> set[str]:
+    return {httpx.get(f"http://127.0.0.1:{p}/api/version").json()["version"] for p in ports}
+
+
+def recorded(folder: Path, query: str) -> list[tuple[object, ...]]:
+    with sqlite3.connect(folder / ".rollout" / "rollout.db") as conn:
+        return conn.execute(query).fetchall()
+
+
+def test_a_clean_release_passes_the_window_and_its_samples_are_kept(site: object) -> None:
+    folder, ports = site  # type: ignore[misc]
+    configure(folder, ports)
+
+    done = rollout(folder, "deploy", "production", GOOD)
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "window" in done.stdout and "passed:" in done.stdout
+    assert recorded(folder, "SELECT count(*) FROM incidents") == [(0,)]
+    (count,) = recorded(folder, "SELECT count(*) FROM samples WHERE metric = 'latency_seconds'")[0]
+    assert count >= 8 * 2 * 2  # at least 8 intervals x 2 hosts x 2 paths
+
+
+def test_errors_after_the_switch_are_level_3_and_rolled_back_with_the_whole_timeline(
+    site: object,
+) -> None:
+    folder, ports = site  # type: ignore[misc]
+    configure(folder, ports)
+    assert rollout(folder, "deploy", "production", GOOD, "--no-monitor").returncode == 0
+
+    done = rollout(folder, "deploy", "production", BROKEN)
+
+    said = " ".join(done.stdout.split())
+    assert done.returncode == 1, said + done.stderr
+    assert "level 3 (critical): error_rate" in said and "(error_rate > 10x)" in said
+    assert versions(ports) == {GOOD}  # every host back on the release before
+    history = json.loads(rollout(folder, "history", "--json").stdout)
+    assert (history[0]["tag"], history[0]["status"], history[0]["failed_step"]) == (
+        BROKEN, "rolled_back", "monitor/window",
+    )  # fmt: skip
+    incidents = json.loads(rollout(folder, "incidents", "--json").stdout)
+    assert len(incidents) == 1
+    incident = incidents[0]
+    assert incident["level"] == 3 and incident["status"] == "mitigated"
+    assert "error_rate" in incident["symptoms"] and "> 0.1" in incident["symptoms"]
+    # the timeline: impact, detection, mitigation now; acknowledgement and resolution by people
+    assert rollout(folder, "ack", str(incident["id"]), "--as", "alice").returncode == 0
+    assert rollout(folder, "resolve", str(incident["id"])).returncode == 0
+    (incident,) = json.loads(rollout(folder, "incidents", "--json").stdout)
+    stamps = [
+        incident[k]
+        for k in ("impact_start", "detected_at", "mitigated_at", "acknowledged_at", "resolved_at")
+    ]
+    assert (
+        all(stamps) and stamps[:3] == sorted(stamps[:3]) and incident["acknowledged_by"] == "alice"
+    )
+    # the measurements that triggered it are on record with the deployment
+    (errors,) = recorded(
+        folder,
+        f"SELECT count(*) FROM samples WHERE metric = 'http_error' AND value = 1.0"
+        f" AND deployment_id = {history[0]['id']}",
+    )[0]
+    assert errors > 0
+
+
+def test_added_latency_is_level_1_recorded_while_the_window_goes_on(site: object) -> None:
+    folder, ports = site  # type: ignore[misc]
+    configure(folder, ports, failure_limit=1000)  # the level decides here, not the failure limit
+    assert rollout(folder, "deploy", "production", GOOD, "--no-monitor").returncode == 0
+
+    done = rollout(folder, "deploy", "production", SLOW)
+
+    said = " ".join(done.stdout.split())
+    assert done.returncode == 0, said
+    assert versions(ports) == {SLOW}
+    (incident,) = json.loads(rollout(folder, "incidents", "--json").stdout)
+    assert incident["level"] == 1 and incident["status"] == "open"
+    assert "response_time_p95" in incident["symptoms"] and incident["mitigated_at"] is None
