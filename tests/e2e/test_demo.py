@@ -20,7 +20,7 @@ def rollout(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str
 
 
 def test_the_demo_ships_v1_and_v2_and_stops_a_bad_v3(tmp_path: Path) -> None:
-    demo = rollout("demo", "--dir", str(tmp_path))
+    demo = rollout("demo", "--dir", str(tmp_path), timeout=400)
     assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr
     assert "rolled back" in demo.stdout and "try next:" in demo.stdout
 
@@ -33,9 +33,12 @@ def test_the_demo_ships_v1_and_v2_and_stops_a_bad_v3(tmp_path: Path) -> None:
         ("b2c3d4e", "succeeded"),
         ("c3d4e5f", "rolled_back"),
     ]
-    assert staging[0]["failed_step"].startswith("verify/") and staging[0]["previous_tag"].endswith(
-        "b2c3d4e"
-    )
+    # v3 passed verification, then its errors were caught in the monitoring window
+    assert staging[0]["failed_step"] == "monitor/window"
+    assert staging[0]["previous_tag"].endswith("b2c3d4e")
+    incidents = json.loads(rollout("incidents", "--json", "--config", str(tmp_path)).stdout)
+    assert [(i["env"], i["level"], i["status"]) for i in incidents] == [("staging", 3, "mitigated")]
+    assert "error_rate" in incidents[0]["symptoms"]
 
     # Production never got v3: staging does not run it, so pre-flight refused it.
     production = json.loads(

@@ -49,7 +49,7 @@ def demo_releases(today: date | None = None) -> list[Release]:
         Release("v2", f"v{day}-b2c3d4e", None),
         # v3 passes its verification, then answers 30 % of pages with HTTP 500 (health stays
         # up): the monitoring window must catch it, call it level 3 and roll it back.
-        Release("v3", f"v{day}-c3d4e5f", {"error_rate": 0.3, "after_s": 10}),
+        Release("v3", f"v{day}-c3d4e5f", {"error_rate": 0.3, "after_s": 7}),
     ]
 
 
