@@ -22,6 +22,7 @@ from rollout.sandbox.build import Release, build_artifacts, free_port
 
 DAY = date.today().strftime("%Y.%m.%d")
 GOOD, BROKEN, SLOW = f"v{DAY}-a1b2c3d", f"v{DAY}-b2c3d4e", f"v{DAY}-c3d4e5f"
+SHIFTED = f"v{DAY}-d4e5f6a"
 
 RUNBOOK = """\
 app: united-cars
@@ -48,11 +49,11 @@ verify:
     - {{path: /api/health, conditions: ['[STATUS] == 200']}}
   version: {{path: /api/version, field: version}}
 monitor:
-  window: 6s
+  window: 6s{baseline}
   interval: 500ms
   paths: [/api/health, /api/vehicles]
   metrics:
-    response_time_p95: {{source: probe, max: 100ms}}
+    response_time_p95: {{source: probe, max: {p95_max}}}
     error_rate: {{source: probe, max: 1%}}
   failure_limit: {failure_limit}
 incidents:
@@ -69,6 +70,7 @@ def site(tmp_path: Path) -> object:
             Release("good", GOOD, None),
             Release("broken", BROKEN, {"error_rate": 1.0, "routes": ["/api/vehicles"]}),
             Release("slow", SLOW, {"latency_ms": 250, "routes": ["/api/vehicles"]}),
+            Release("shifted", SHIFTED, {"latency_ms": 150, "routes": ["/api/vehicles"]}),
         ],
     )
     ports = (free_port(), free_port())
@@ -77,9 +79,22 @@ def site(tmp_path: Path) -> object:
         subprocess.run(["kill", pidfile.read_text().strip()], capture_output=True)
 
 
-def configure(folder: Path, ports: tuple[int, int], failure_limit: int = 3) -> None:
+def configure(
+    folder: Path,
+    ports: tuple[int, int],
+    failure_limit: int = 3,
+    baseline: str = "",
+    p95_max: str = "100ms",
+) -> None:
     (folder / "rollout.yml").write_text(
-        RUNBOOK.format(python=sys.executable, p1=ports[0], p2=ports[1], failure_limit=failure_limit)
+        RUNBOOK.format(
+            python=sys.executable,
+            p1=ports[0],
+            p2=ports[1],
+            failure_limit=failure_limit,
+            p95_max=p95_max,
+            baseline=f"\n  baseline: {baseline}" if baseline else "",
+        )
     )
 
 
@@ -170,3 +185,16 @@ def test_added_latency_is_level_1_recorded_while_the_window_goes_on(site: object
     (incident,) = json.loads(rollout(folder, "incidents", "--json").stdout)
     assert incident["level"] == 1 and incident["status"] == "open"
     assert "response_time_p95" in incident["symptoms"] and incident["mitigated_at"] is None
+
+
+def test_the_baseline_comparison_flags_a_latency_shift_the_thresholds_miss(site: object) -> None:
+    folder, ports = site  # type: ignore[misc]
+    configure(folder, ports, baseline="5m", p95_max="2s")
+    assert rollout(folder, "deploy", "production", GOOD).returncode == 0  # its window: the baseline
+
+    done = rollout(folder, "deploy", "production", SHIFTED)  # +150 ms: far under the 2 s max
+
+    said = " ".join(done.stdout.split())
+    assert done.returncode == 1, said + done.stderr
+    assert "baseline comparison fail" in said and "latency_seconds" in said, said[-1500:]
+    assert versions(ports) == {GOOD}

@@ -66,7 +66,7 @@ def build_window(
             result = await check_database(database.url, config_dir=runbook.config_dir)
             return result.status is not CheckStatus.FAIL
 
-    return Window(
+    window = Window(
         metrics=monitor.metrics,
         sources=sources,
         responder=Responder(runbook.incidents, monitor.metrics),
@@ -75,7 +75,9 @@ def build_window(
         failure_limit=monitor.failure_limit,
         consecutive_error_limit=monitor.consecutive_error_limit,
         database_probe=probe,
+        health_path=health_path,
     )
+    return window
 
 
 def _origin(url: str | None) -> str | None:
@@ -162,6 +164,26 @@ def _value(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4g}"
 
 
+def _baseline(
+    store: Store, env: str, span: timedelta, deployment_id: int, health_path: str | None
+) -> Callable[[], list[float]]:
+    """The previous release's probe latencies of the last ``span`` before this deployment."""
+    until = utcnow()
+
+    def read() -> list[float]:
+        return [
+            s.value
+            for s in store.samples(
+                env=env, metric="latency_seconds", since=until - span, until=until
+            )
+            if s.value is not None
+            and s.deployment_id != deployment_id
+            and s.labels.get("path") != health_path
+        ]
+
+    return read
+
+
 def window_action(
     runbook: Runbook, store: Store, runner: Runner, deployment_id: int
 ) -> Callable[[], Awaitable[str]]:
@@ -189,6 +211,10 @@ def window_action(
         window.on_samples = recorder.samples
         window.on_decision = recorder.decision
         window.on_reading = recorder.reading
+        if runbook.monitor.baseline is not None:
+            window.baseline = _baseline(
+                store, plan.env, runbook.monitor.baseline, deployment_id, window.health_path
+            )
         result = await window.run()
         runner.incident_id = recorder.incident_id
         return _conclude(result, recorder)

@@ -62,12 +62,17 @@ class Window:
     failure_limit: int = 3
     consecutive_error_limit: int = 4
     database_probe: Callable[[], Awaitable[bool]] | None = None  # True: the database answers
+    # The previous release's probe latencies, recorded before the switch: compared with this
+    # window's at its end (Mann-Whitney U, Kayenta's score). None: no comparison.
+    baseline: Callable[[], Sequence[float]] | None = None
+    health_path: str | None = None  # its latency is not what users wait for: not compared
     on_samples: Callable[[list[Sample]], None] = lambda samples: None
     on_decision: Callable[[Decision, Reading], None] = lambda decision, reading: None
     on_reading: Callable[[Reading, Mapping[str, str]], None] = lambda reading, phases: None
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     now: Callable[[], datetime] = lambda: datetime.now(UTC)
     _recent: deque[list[Sample]] = field(default_factory=lambda: deque(maxlen=LOOKBACK))
+    _latencies: list[float] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.judges = {
@@ -124,21 +129,41 @@ class Window:
                     Outcome.INCONCLUSIVE, f"cannot judge: {reason}", intervals, decision, readings
                 )
             if self.now() - started + self.interval > self.duration:
-                return WindowResult(
-                    Outcome.PASSED,
-                    f"{intervals} intervals within thresholds",
-                    intervals,
-                    None,
-                    readings,
+                passed = f"{intervals} intervals within thresholds"
+                return self._compared(
+                    WindowResult(Outcome.PASSED, passed, intervals, None, readings)
                 )
             spent = asyncio.get_running_loop().time() - tick
             await self.sleep(max(0.0, self.interval.total_seconds() - spent))
+
+    def _compared(self, result: WindowResult) -> WindowResult:
+        """The thresholds passed; does the release also look like the one before it?"""
+        if self.baseline is None:
+            return result
+        from rollout.monitor.judge import BaselineMetric, ComparisonResult, Direction, compare
+
+        metric = BaselineMetric("latency_seconds", Direction.INCREASE, critical=True)
+        verdict = compare([metric], {metric.name: self.baseline()}, {metric.name: self._latencies})
+        detail = "; ".join(f"{m.metric.name} {m.reason}" for m in verdict.metrics)
+        said = f"baseline comparison {verdict.result.value} (score {verdict.score:.0f}): {detail}"
+        if verdict.result is ComparisonResult.FAIL:
+            return WindowResult(Outcome.ROLLBACK, said, result.intervals, None, result.readings)
+        return WindowResult(
+            result.outcome, f"{result.reason}; {said}", result.intervals, None, result.readings
+        )
 
     async def _interval(self) -> Reading:
         gathered = await asyncio.gather(*(s.collect() for s in self.sources))
         samples = [sample for batch in gathered for sample in batch]
         self.on_samples(samples)
         self._recent.append(samples)
+        self._latencies += [
+            s.value
+            for s in samples
+            if s.metric == "latency_seconds"
+            and s.value is not None
+            and s.labels.get("path") != self.health_path
+        ]
         database_down = False
         if self.database_probe is not None:
             database_down = not await self.database_probe()
