@@ -198,3 +198,48 @@ def test_the_baseline_comparison_flags_a_latency_shift_the_thresholds_miss(site:
     assert done.returncode == 1, said + done.stderr
     assert "baseline comparison fail" in said and "latency_seconds" in said, said[-1500:]
     assert versions(ports) == {GOOD}
+
+
+def test_prometheus_going_away_mid_window_is_an_inconclusive_pause_not_a_pass(
+    site: object, prometheus: object
+) -> None:
+    import time
+
+    folder, ports = site  # type: ignore[misc]
+    configure(folder, ports)
+    assert rollout(folder, "deploy", "production", GOOD, "--no-monitor").returncode == 0
+    server = prometheus([f"127.0.0.1:{p}" for p in ports])  # type: ignore[operator]
+    text = (
+        (folder / "rollout.yml")
+        .read_text()
+        .replace(
+            "  failure_limit:",
+            "    targets_up: {source: prometheus, query: 'min(up)', min: 1}\n"
+            f"  sources: {{prometheus: '{server.url}'}}\n  consecutive_error_limit: 2\n  failure_limit:",
+        )
+    )
+    (folder / "rollout.yml").write_text(text)
+
+    watching = subprocess.Popen(
+        [sys.executable, "-m", "rollout", "monitor", "production", "--for", "60s",
+         "--config", str(folder / "rollout.yml")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={"COLUMNS": "200", "PATH": "/usr/bin:/bin", "NO_COLOR": "1"},
+    )  # fmt: skip
+    time.sleep(4)  # a few good intervals first
+    server.stop()
+    out, err = watching.communicate(timeout=60)
+
+    said = " ".join(out.split())
+    assert watching.returncode == 3, said + err  # not 0: a window that cannot see never passes
+    assert "targets_up 1 (running)" in said  # it did read Prometheus before it went away
+    assert (
+        "inconclusive" in said
+        and "targets_up" in said
+        and "consecutive errors 3 > consecutive_error_limit 2" in said
+    )
+    (errors,) = recorded(
+        folder,
+        "SELECT count(*) FROM samples WHERE source = 'prometheus' AND value IS NULL",
+    )[0]
+    assert errors >= 3  # each failed read is on record as an error, never as a zero

@@ -9,7 +9,7 @@ incident decision goes to the store, with the values and thresholds that made it
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -99,7 +99,7 @@ class Recorder:
         self.say = say
         self.incident_id: int | None = None
         self.level = 0
-        self.impact_start = None
+        self.impact_since: Callable[[], datetime | None] = lambda: None
 
     def samples(self, samples: list[Sample]) -> None:
         self.store.add_samples(
@@ -135,7 +135,7 @@ class Recorder:
                 level=level,
                 title=f"level {level} ({TITLES[level]}) incident in {self.env}",
                 symptoms=symptoms,
-                impact_start=reading.at,
+                impact_start=self.impact_since() or reading.at,
                 detected_at=utcnow(),
                 action=action,
             )
@@ -211,6 +211,7 @@ def window_action(
         window.on_samples = recorder.samples
         window.on_decision = recorder.decision
         window.on_reading = recorder.reading
+        recorder.impact_since = lambda: window.bad_since
         if runbook.monitor.baseline is not None:
             window.baseline = _baseline(
                 store, plan.env, runbook.monitor.baseline, deployment_id, window.health_path
@@ -255,6 +256,7 @@ async def watch_environment(
                 window.on_samples = recorder.samples
                 window.on_decision = recorder.decision
                 window.on_reading = recorder.reading
+                recorder.impact_since = lambda: window.bad_since
                 return await window.run()
     finally:
         await close_targets(targets)

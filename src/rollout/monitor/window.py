@@ -73,6 +73,7 @@ class Window:
     now: Callable[[], datetime] = lambda: datetime.now(UTC)
     _recent: deque[list[Sample]] = field(default_factory=lambda: deque(maxlen=LOOKBACK))
     _latencies: list[float] = field(default_factory=list)
+    bad_since: datetime | None = None
 
     def __post_init__(self) -> None:
         self.judges = {
@@ -99,8 +100,8 @@ class Window:
             reading = await self._interval()
             intervals += 1
             readings.append(reading)
-            decision = self.responder.respond(reading)
             phases = self._judge(reading)
+            decision = self.responder.respond(reading)
             self.on_reading(reading, phases)
             if decision.finding is not None:
                 self.on_decision(decision, reading)
@@ -171,9 +172,15 @@ class Window:
         values = {
             name: self._reduce(name, metric, samples) for name, metric in self.metrics.items()
         }
+        errors = {
+            name: error
+            for name, metric in self.metrics.items()
+            if values[name] is None and (error := _error_of(name, metric, samples))
+        }
         return Reading(
             at=self.now(),
             values=values,
+            errors=errors,
             health_down=bool(down),
             database_down=database_down,
             detail={"health down": ", ".join(down)} if down else {},
@@ -181,8 +188,18 @@ class Window:
 
     def _reduce(self, name: str, metric: Metric, samples: list[Sample]) -> float | None:
         if metric.source == "probe":
-            recent = [s for batch in self._recent for s in batch if s.source == "probe"]
-            return _probe_value(probe_stat(name, metric.stat), recent, samples)
+            # The health path answers for itself (health down); the users' paths make the
+            # latency and the error rate, so a full outage of them is not diluted by it.
+            probed = [s for batch in self._recent for s in batch if s.source == "probe"]
+            users = [
+                s
+                for s in probed
+                if s.metric == "health" or s.labels.get("path") != self.health_path
+            ]
+            probed_users = any(s.metric == "latency_seconds" for s in users)
+            return _probe_value(
+                probe_stat(name, metric.stat), users if probed_users else probed, samples
+            )
         if metric.source == "host":
             wanted = HOST_METRICS.get(name, name)
             return _worst([s for s in samples if s.source == "host" and s.metric == wanted])
@@ -192,11 +209,19 @@ class Window:
 
     def _judge(self, reading: Reading) -> dict[str, str]:
         phases = {}
+        bad = reading.health_down or reading.database_down
         for name, judge in self.judges.items():
             value = reading.values.get(name)
             error = reading.errors.get(name)
-            judge.add(Measurement(value, error if value is None else None))
+            judged = judge.add(Measurement(value, error if value is None else None))
+            bad = bad or judged.phase is AnalysisPhase.FAILED
             phases[name] = judge.phase.value
+        # The impact started at the first reading of the current run of bad ones, which may be
+        # an interval or two before a level's symptoms (over several intervals) decide.
+        if not bad:
+            self.bad_since = None
+        elif self.bad_since is None:
+            self.bad_since = reading.at
         return phases
 
 
