@@ -243,3 +243,23 @@ def test_prometheus_going_away_mid_window_is_an_inconclusive_pause_not_a_pass(
         "SELECT count(*) FROM samples WHERE source = 'prometheus' AND value IS NULL",
     )[0]
     assert errors >= 3  # each failed read is on record as an error, never as a zero
+
+
+def test_an_unacknowledged_incident_escalates_along_the_path(site: object) -> None:
+    folder, ports = site  # type: ignore[misc]
+    configure(folder, ports, failure_limit=1000)
+    text = (folder / "rollout.yml").read_text()
+    text = text.replace("respond_within: 15m", "respond_within: 1s")
+    (folder / "rollout.yml").write_text(text + "people: {escalation: [on-call, platform-lead]}\n")
+    assert rollout(folder, "deploy", "production", SLOW, "--no-monitor").returncode == 0
+
+    watched = rollout(folder, "monitor", "production", "--for", "5s")
+
+    said = " ".join(watched.stdout.split())
+    assert watched.returncode == 0, said + watched.stderr  # level 1: recorded, not a rollback
+    assert said.index("escalated to on-call") < said.index("escalated to platform-lead")
+    (incident,) = json.loads(rollout(folder, "incidents", "--json").stdout)
+    assert incident["level"] == 1 and incident["action"] == "escalated to platform-lead"
+    assert recorded(folder, "SELECT count(*) FROM audit WHERE action = 'incident.escalated'") == [
+        (2,)
+    ]

@@ -100,6 +100,12 @@ class Recorder:
         self.incident_id: int | None = None
         self.level = 0
         self.impact_since: Callable[[], datetime | None] = lambda: None
+        # Escalation: who is told next when an incident stays unacknowledged past its level's
+        # response time (people.escalation), and the level's response times.
+        self.escalation: list[str] = []
+        self.respond_within: dict[int, timedelta] = {}
+        self.escalated = 0
+        self.detected_at: datetime | None = None
 
     def samples(self, samples: list[Sample]) -> None:
         self.store.add_samples(
@@ -140,6 +146,7 @@ class Recorder:
                 action=action,
             )
             self.level = level
+            self.detected_at = utcnow()
             self.say(
                 f"incident #{self.incident_id} level {level} ({TITLES[level]}): {symptoms}",
                 "error" if level >= 2 else "warn",
@@ -151,13 +158,65 @@ class Recorder:
         if decision is not None and decision.notify:
             self.say(f"actions for level {level}: {', '.join(decision.notify)}", "warn")
 
+    def escalate(self, now: datetime) -> None:
+        """Each response time that passes unacknowledged tells the next person on the path."""
+        if (
+            self.incident_id is None
+            or self.detected_at is None
+            or self.level not in self.respond_within
+        ):
+            return
+        due = self.respond_within[self.level] * (self.escalated + 1)
+        if now - self.detected_at < due or self.escalated >= len(self.escalation):
+            return
+        if self.store.incident(self.incident_id).acknowledged_at is not None:
+            return
+        person = self.escalation[self.escalated]
+        self.escalated += 1
+        self.store.update_incident(self.incident_id, action=f"escalated to {person}")
+        self.store.append_audit(
+            actor="rollout",
+            action="incident.escalated",
+            subject=f"incident:{self.incident_id}",
+            details={
+                "to": person,
+                "unacknowledged_for_s": round((now - self.detected_at).total_seconds()),
+            },
+        )
+        self.say(
+            f"incident #{self.incident_id} unacknowledged for {(now - self.detected_at).total_seconds():.0f} s:"
+            f" escalated to {person} (rollout ack {self.incident_id})",
+            "error",
+        )
+
     def reading(self, reading: Reading, phases: Mapping[str, str]) -> None:
+        self.escalate(reading.at)
         shown = ", ".join(
             f"{name} {_value(value)} ({phases.get(name, '-')})"
             for name, value in reading.values.items()
         )
         down = " health DOWN" if reading.health_down else ""
         self.say(f"{reading.at:%H:%M:%S} {shown or 'probe only'}{down}", "info")
+
+
+def recorder_for(
+    runbook: Runbook,
+    store: Store,
+    env: str,
+    deployment_id: int | None,
+    say: Callable[[str, str], None],
+) -> Recorder:
+    from rollout.monitor.incidents import DEFAULT_LEVEL3
+
+    recorder = Recorder(store, env, deployment_id, say)
+    recorder.escalation = list(runbook.people.escalation)
+    for number in (1, 2, 3):
+        level = getattr(runbook.incidents, f"level{number}") or (
+            DEFAULT_LEVEL3 if number == 3 else None
+        )
+        if level is not None:
+            recorder.respond_within[number] = level.respond_within
+    return recorder
 
 
 def _value(value: float | None) -> str:
@@ -198,7 +257,7 @@ def window_action(
         runner.events.emit(Note(message=message, level=level))
 
     async def act() -> str:
-        recorder = Recorder(store, plan.env, deployment_id, say)
+        recorder = recorder_for(runbook, store, plan.env, deployment_id, say)
         window = build_window(
             runbook,
             plan.env,
@@ -250,7 +309,7 @@ async def watch_environment(
         tag = next((s.link or s.current for s in states if s.link or s.current), None) or "-"
         with open_store(runbook.store_url, redactor=runbook.redactor) as store:
             last = store.deployments(env=env, limit=1)
-            recorder = Recorder(store, env, last[0].id if last else None, say)
+            recorder = recorder_for(runbook, store, env, last[0].id if last else None, say)
             async with httpx.AsyncClient() as http:
                 window = build_window(runbook, env, targets, runtime, tag, http, duration=duration)
                 window.on_samples = recorder.samples
