@@ -547,6 +547,10 @@ class Metric(_Section):
 
         if self.source == "prometheus" and not self.query:
             raise ValueError("a prometheus metric needs a `query`")
+        if self.query is not None:
+            from rollout.monitor.rules import check_promql
+
+            check_promql(self.query)
         for bound in (self.max, self.min):
             if bound is not None:
                 parse_threshold(bound, self.source)  # a unit that does not parse: exit 2 now

@@ -549,6 +549,35 @@ def test_a_prometheus_metric_needs_a_query(tmp_path: Path) -> None:
     )
 
 
+def test_monitoring_thresholds_queries_and_actions_are_checked_at_load(tmp_path: Path) -> None:
+    text = MINIMAL + (
+        "monitor:\n"
+        "  sources: {prometheus: 'http://127.0.0.1:9090'}\n"
+        "  metrics:\n"
+        "    latency_p95: {source: probe, max: 2 parsecs}\n"
+        "    errors: {source: prometheus, query: 'sum(rate(x[1m])', max: 1%}\n"
+        "incidents:\n"
+        "  level3: {when: ['health down'], respond_within: 5m, actions: [rollback, dance]}\n"
+    )
+    path = write(tmp_path, text)
+
+    found = errors_of(path)
+
+    assert any("monitor.metrics.latency_p95: threshold '2 parsecs'" in e for e in found)
+    assert any("monitor.metrics.errors: query 'sum(rate(x[1m])': '(' is not closed" in e for e in found)
+    assert any("incidents.level3.actions: unknown action 'dance'" in e for e in found)
+
+
+def test_a_symptom_must_name_a_metric_with_a_max(tmp_path: Path) -> None:
+    text = MINIMAL + (
+        "monitor:\n  metrics:\n    error_rate: {source: probe, max: 1%}\n"
+        "incidents:\n  level2: {when: ['latency > 2x'], respond_within: 10m, actions: [page]}\n"
+    )
+    path = write(tmp_path, text)
+
+    assert any("no metric 'latency' in monitor.metrics" in e for e in errors_of(path))
+
+
 # --- the starter file ----------------------------------------------------------------------------
 
 

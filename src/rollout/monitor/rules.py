@@ -120,3 +120,37 @@ def check_actions(actions: list[str]) -> None:
     unknown = [a for a in actions if a not in ACTIONS]
     if unknown:
         raise ValueError(f"unknown action {unknown[0]!r} (known: {', '.join(ACTIONS)})")
+
+
+def check_promql(query: str) -> None:
+    """A query that cannot parse is refused at load: brackets and quotes must balance.
+
+    This is a shape check, not Prometheus's parser; a query that parses but names nothing gives
+    "no data" at run time (inconclusive), never a pass.
+    """
+    pairs = {")": "(", "]": "[", "}": "{"}
+    stack: list[str] = []
+    quote: str | None = None
+    escaped = False
+    for at, char in enumerate(query):
+        if quote is not None:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == quote:
+                quote = None
+            continue
+        if char in "\"'`":
+            quote = char
+        elif char in "([{":
+            stack.append(char)
+        elif char in pairs:
+            if not stack or stack.pop() != pairs[char]:
+                raise ValueError(f"query {query!r}: unexpected {char!r} at {at + 1}")
+    if quote is not None:
+        raise ValueError(f"query {query!r}: a {quote} string is not closed")
+    if stack:
+        raise ValueError(f"query {query!r}: {stack[-1]!r} is not closed")
+    if not query.strip():
+        raise ValueError("query is empty")
