@@ -145,9 +145,8 @@ def check_promql(query: str) -> None:
             quote = char
         elif char in "([{":
             stack.append(char)
-        elif char in pairs:
-            if not stack or stack.pop() != pairs[char]:
-                raise ValueError(f"query {query!r}: unexpected {char!r} at {at + 1}")
+        elif char in pairs and (not stack or stack.pop() != pairs[char]):
+            raise ValueError(f"query {query!r}: unexpected {char!r} at {at + 1}")
     if quote is not None:
         raise ValueError(f"query {query!r}: a {quote} string is not closed")
     if stack:
