@@ -263,3 +263,27 @@ def test_an_unacknowledged_incident_escalates_along_the_path(site: object) -> No
     assert recorded(folder, "SELECT count(*) FROM audit WHERE action = 'incident.escalated'") == [
         (2,)
     ]
+
+
+def test_an_slo_burn_rate_past_the_page_rule_is_a_symptom(site: object) -> None:
+    folder, ports = site  # type: ignore[misc]
+    configure(folder, ports, failure_limit=1000)
+    text = (folder / "rollout.yml").read_text()
+    text = text.replace(
+        "  paths: [/api/health, /api/vehicles]",
+        "  paths: [/api/vehicles, '/api/vehicles?a', '/api/vehicles?b', '/api/vehicles?c', '/api/vehicles?d']",
+    )
+    text = text[: text.index("incidents:")] + (
+        "incidents:\n"
+        "  level2: {when: ['slo burn'], respond_within: 10m, actions: [page, rollback]}\n"
+        "kpi: {targets: {availability: 99.9%}}\n"
+    )
+    (folder / "rollout.yml").write_text(text)
+    assert rollout(folder, "deploy", "production", GOOD, "--no-monitor").returncode == 0
+
+    done = rollout(folder, "deploy", "production", BROKEN)
+
+    said = " ".join(done.stdout.split())
+    assert done.returncode == 1, said + done.stderr
+    assert "level 2 (major): slo burn" in said and "14.4" in said
+    assert versions(ports) == {GOOD}

@@ -38,6 +38,7 @@ class Reading:
     health_down: bool = False
     database_down: bool = False
     tls_invalid: bool = False
+    slo_burn: bool = False
     detail: Mapping[str, str] = field(default_factory=dict)  # e.g. which hosts are down
 
 
@@ -96,6 +97,7 @@ class Responder:
                 "health down": reading.health_down,
                 "database down": reading.database_down,
                 "tls invalid": reading.tls_invalid,
+                "slo burn": reading.slo_burn,
             }[symptom.text]
             extra = reading.detail.get(symptom.text, "")
             return f"{symptom.text}{f' ({extra})' if extra else ''}" if state else None

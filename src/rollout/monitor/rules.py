@@ -7,7 +7,8 @@ never a rule that silently never fires.
 Thresholds: a duration (``2s``, ``150ms``) is seconds; a percentage is a ratio (``1%`` -> 0.01)
 except for host metrics, which are measured in percent (``80%`` -> 80); a bare number is itself.
 Symptoms: ``<metric> > 2x`` (twice the metric's own ``max``), ``<metric> > 1.5s`` (absolute),
-``health down``, ``database down``, ``tls invalid``.
+``health down``, ``database down``, ``tls invalid``, ``slo burn`` (a page rule of the SRE
+multi-window burn-rate table fires on the probe's error ratio against the availability target).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-NAMED_SYMPTOMS = ("health down", "database down", "tls invalid")
+NAMED_SYMPTOMS = ("health down", "database down", "tls invalid", "slo burn")
 ACTIONS = (
     "notify",
     "watch",

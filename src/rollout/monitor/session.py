@@ -76,8 +76,14 @@ def build_window(
         consecutive_error_limit=monitor.consecutive_error_limit,
         database_probe=probe,
         health_path=health_path,
+        slo=runbook.kpi.targets.availability / 100 if _uses_burn(runbook) else None,
     )
     return window
+
+
+def _uses_burn(runbook: Runbook) -> bool:
+    levels = [getattr(runbook.incidents, f"level{n}") for n in (1, 2, 3)]
+    return any("slo burn" in " ".join(level.when) for level in levels if level is not None)
 
 
 def _origin(url: str | None) -> str | None:

@@ -66,6 +66,9 @@ class Window:
     # window's at its end (Mann-Whitney U, Kayenta's score). None: no comparison.
     baseline: Callable[[], Sequence[float]] | None = None
     health_path: str | None = None  # its latency is not what users wait for: not compared
+    # The availability target (0.999) the probe's error ratio burns; None: no burn-rate check.
+    slo: float | None = None
+    _errors: deque[tuple[datetime, float]] = field(default_factory=deque)
     on_samples: Callable[[list[Sample]], None] = lambda samples: None
     on_decision: Callable[[Decision, Reading], None] = lambda decision, reading: None
     on_reading: Callable[[Reading, Mapping[str, str]], None] = lambda reading, phases: None
@@ -177,14 +180,46 @@ class Window:
             for name, metric in self.metrics.items()
             if values[name] is None and (error := _error_of(name, metric, samples))
         }
+        burn = self._burn(samples)
         return Reading(
             at=self.now(),
             values=values,
             errors=errors,
+            slo_burn=burn is not None,
             health_down=bool(down),
             database_down=database_down,
-            detail={"health down": ", ".join(down)} if down else {},
+            detail={
+                **({"health down": ", ".join(down)} if down else {}),
+                **({"slo burn": burn} if burn else {}),
+            },
         )
+
+    def _burn(self, samples: list[Sample]) -> str | None:
+        """The SRE page rules, their windows scaled into this monitoring window, on the probe's
+        error ratio of the users' paths; what fired, or None."""
+        if self.slo is None:
+            return None
+        from rollout.monitor.judge import SRE_BURN_RULES, Severity, evaluate_burn, scale_rules
+
+        now = self.now()
+        self._errors.extend(
+            (now, s.value)
+            for s in samples
+            if s.metric == "http_error"
+            and s.value is not None
+            and s.labels.get("path") != self.health_path
+        )
+        pages = [r for r in SRE_BURN_RULES if r.severity is Severity.PAGE]
+        rules = scale_rules(
+            pages, max(r.long_window for r in pages) / max(self.duration, self.interval)
+        )
+        ratios: dict[timedelta, float | None] = {}
+        for rule in rules:
+            for span in (rule.long_window, rule.short_window):
+                seen = [v for at, v in self._errors if now - at <= span]
+                ratios[span] = statistics.fmean(seen) if len(seen) >= 10 else None
+        verdict = evaluate_burn(self.slo, ratios, rules)
+        return verdict.reason if verdict.fired else None
 
     def _reduce(self, name: str, metric: Metric, samples: list[Sample]) -> float | None:
         if metric.source == "probe":
