@@ -22,6 +22,7 @@ from rollout.cli import (
     inspect,
     monitor,
     readiness,
+    watch,
 )
 
 app = typer.Typer(
@@ -42,6 +43,7 @@ grade.register(app)
 db.register(app)
 incidents.register(app)
 monitor.register(app)
+watch.register(app)
 
 
 def run() -> None:

@@ -7,8 +7,8 @@ monitoring window does (p95 and error rate over the last ``LOOKBACK`` intervals,
 Prometheus series), per host and for the whole environment, each figure with the
 ``monitor.metrics`` threshold it is judged against. It records nothing and decides nothing.
 
-One difference from the window: health has its own column, so the p95 and the error rate are
-those of the other monitored paths (the app's traffic) when there are any. A host failing every
+Health has its own column, so, as in the window, the p95 and the error rate are those of the
+other monitored paths (the users' requests) when there are any: a host failing every
 /api/vehicles request shows 100 % errors, not 50 % diluted by its healthy health checks.
 """
 
