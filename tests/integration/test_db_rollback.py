@@ -193,3 +193,5 @@ def test_when_the_release_fails_to_start_on_the_restored_database_the_swap_is_un
         assert httpx.get(f"http://127.0.0.1:{port}/api/version").json()["version"] == V2
     said = " ".join(rolled.stdout.split())
     assert "is the database it was before the restore again" in said
+    # each host was put back once: one app per host runs, the one its pidfile names
+    assert said.count("restore prod-1") == 1 and said.count("restore prod-2") == 1

@@ -533,8 +533,13 @@ class Runner:
         )
         return await self._checks(step, [result])
 
+    def _touch(self, host: str) -> None:
+        """Once per host: a host stopped and then switched is put back once, not twice."""
+        if host not in self.touched:
+            self.touched.append(host)
+
     async def _stop(self, target: Target) -> str:
-        self.touched.append(target.name)  # from here on, a failure starts it again
+        self._touch(target.name)  # from here on, a failure starts it again
         await self.runtime.deactivate(target)
         return "stopped (maintenance)"
 
@@ -550,7 +555,7 @@ class Runner:
             previous = before.previous if before else None
         else:
             previous = before.current
-        self.touched.append(target.name)  # from here on this host may need putting back
+        self._touch(target.name)  # from here on this host may need putting back
         await self.runtime.activate(target, self.plan.tag, previous=previous)
         return f"current -> {self.plan.tag} (previous: {previous or 'none'})"
 
