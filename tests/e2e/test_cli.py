@@ -98,3 +98,18 @@ def test_an_unknown_environment_is_bad_input(tmp_path: Path) -> None:
     assert rollout("init", cwd=tmp_path).returncode == 0
     result = rollout("deploy", "prod", "v2026.01.01-aaaaaaa", cwd=tmp_path)
     assert result.returncode == 2 and "production" in result.stderr
+
+
+def test_an_unknown_command_or_option_is_a_usage_error_not_a_traceback(tmp_path: Path) -> None:
+    unknown = rollout("deplyo", "production", cwd=tmp_path)
+    bad_option = rollout("deploy", "production", "v1", "--bogus", cwd=tmp_path)
+
+    assert unknown.returncode == 2 and "No such command 'deplyo'" in unknown.stderr
+    assert bad_option.returncode == 2 and "No such option: --bogus" in bad_option.stderr
+    assert "Traceback" not in unknown.stderr + bad_option.stderr
+
+
+def test_a_command_s_own_help_works_when_only_its_group_is_loaded(tmp_path: Path) -> None:
+    for command in (["exec"], ["db", "backup"], ["hosts", "trust"], ["ack"]):
+        shown = rollout(*command, "--help", cwd=tmp_path)
+        assert shown.returncode == 0 and f"rollout {' '.join(command)} [OPTIONS]" in shown.stdout

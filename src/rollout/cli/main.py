@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import sys
 
-import click
 import typer
+from typer.main import get_command_name
 
 from rollout.cli import (
     admin,
@@ -25,25 +25,47 @@ from rollout.cli import (
     watch,
 )
 
-app = typer.Typer(
-    name="rollout",
-    help="Run a production rollout runbook: gates, deploy, verify, roll back, on the record.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
-)
-deploy.register(app)
-inspect.register(app)
-checks.register(app)
-readiness.register(app)
-admin.register(app)
-fleet.register(app)
-grade.register(app)
-db.register(app)
-incidents.register(app)
-monitor.register(app)
-watch.register(app)
+MODULES = (deploy, inspect, checks, readiness, admin, fleet, grade, db, incidents, monitor, watch)
+HELP = "Run a production rollout runbook: gates, deploy, verify, roll back, on the record."
+
+
+def build(argv: list[str]) -> typer.Typer:
+    """The Typer app for this invocation.
+
+    Typer turns every registered command into a click command, inspecting its signature, on
+    each run; with forty commands that is a good part of a quick command's start. So only the
+    module of the command asked for is registered (click's "lazily loaded subcommands"); with
+    no command, or one not known, all of them, for the help and the error.
+    """
+    app = typer.Typer(
+        name="rollout",
+        help=HELP,
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+        rich_markup_mode=None,
+    )
+
+    @app.callback()
+    def root() -> None:  # a group even with one command registered: `rollout exec ...`
+        pass
+
+    word = next((a for a in argv if not a.startswith("-")), None)
+    chosen = [m for m in MODULES if word is not None and word in _command_names(m)]
+    for module in chosen or MODULES:
+        module.register(app)
+    return app
+
+
+def _command_names(module: object) -> set[str]:
+    scratch = typer.Typer()
+    module.register(scratch)  # type: ignore[attr-defined]
+    names = {
+        c.name or get_command_name(c.callback.__name__)
+        for c in scratch.registered_commands
+        if c.callback
+    }
+    return names | {g.name for g in scratch.registered_groups if g.name}
 
 
 def run() -> None:
@@ -51,16 +73,18 @@ def run() -> None:
     from rollout.errors import RolloutError
 
     try:
-        code = app(standalone_mode=False)
+        code = build(sys.argv[1:])(standalone_mode=False)
     except RolloutError as exc:
         _print_error(exc)
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
+    except (typer.Abort, KeyboardInterrupt):
         sys.exit(130)
-    except KeyboardInterrupt:
-        sys.exit(130)
-    except click.ClickException as exc:
-        exc.show()
+    except typer.TyperException as exc:  # a usage error: unknown command, bad option (exit 2)
+        show = getattr(exc, "show", None)
+        if callable(show):
+            show()
+        else:
+            sys.stderr.write(f"error: {exc}\n")
         sys.exit(exc.exit_code)
     sys.exit(code if isinstance(code, int) else 0)
 
