@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated
 
 import typer
@@ -115,7 +116,7 @@ def exec_command(
     results = run_cancellable(go())
     if as_json:
         print_json([r.__dict__ for r in results])
-    else:
+    elif sys.stdout.isatty():
         out = console()
         for r in results:
             mark = (
@@ -128,6 +129,18 @@ def exec_command(
             out.print(f"[bold]── {r.host}[/] {mark} [dim]{r.seconds:.2f} s[/]", highlight=False)
             if r.output:
                 out.print(runbook.redactor.redact(r.output), highlight=False, markup=False)
+    else:  # piped or captured: the same lines without styling, and without loading Rich
+        for r in results:
+            mark = (
+                "ok"
+                if r.exit_status == 0
+                else f"exit {r.exit_status}"
+                if r.exit_status is not None
+                else "unreachable"
+            )
+            sys.stdout.write(f"── {r.host} {mark} {r.seconds:.2f} s\n")
+            if r.output:
+                sys.stdout.write(runbook.redactor.redact(r.output) + "\n")
     if any(r.exit_status is None for r in results):
         raise typer.Exit(3)
     if any(r.exit_status != 0 for r in results):
