@@ -88,6 +88,7 @@ deployments = Table(
     Column("rollback_of", Integer, ForeignKey("deployments.id")),
     Index("ix_deployments_env_started_at", "env", "started_at"),
     Index("ix_deployments_app_env_started_at", "app", "env", "started_at"),
+    Index("ix_deployments_rollback_of", "rollback_of"),
 )
 
 steps = Table(
@@ -139,6 +140,7 @@ samples = Table(
     Column("labels", JSON, nullable=False),
     Index("ix_samples_env_metric_at", "env", "metric", "at"),
     Index("ix_samples_deployment_id", "deployment_id"),
+    Index("ix_samples_env_metric_value_at", "env", "metric", "value", "at"),  # KPIs: p95
 )
 
 incidents = Table(
