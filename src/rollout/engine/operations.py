@@ -24,6 +24,7 @@ from rollout.engine.runner import Runner, RunResult
 from rollout.engine.targets import close_targets, open_targets
 from rollout.errors import BadInput, RollbackRefused
 from rollout.model import HostState, Kind, Outcome, Phase, Release, utcnow
+from rollout.notify.sink import notify_sink
 from rollout.runtimes import Runtime, Target, make_runtime
 from rollout.store import DeploymentRecord, LockInfo, Store, open_store
 
@@ -210,7 +211,12 @@ async def _execute(
             details={"env": plan.env, "tag": plan.tag, "hosts": list(plan.hosts)},
         )
         log = JsonlSink(events_dir(runbook), deployment_id, runbook.redactor)
-        fanout = Fanout([*sinks, StoreSink(store, deployment_id, plan.env, options.actor), log])
+        notify = notify_sink(runbook, store, plan.env)
+        told: list[Sink] = [] if notify is None else [notify]
+        store_sink = StoreSink(store, deployment_id, plan.env, options.actor)
+        fanout = Fanout([*sinks, store_sink, log, *told])
+        if notify is not None:
+            notify.report_to(fanout.emit)
         runner = Runner(
             runbook=runbook,
             plan=plan,
@@ -231,6 +237,8 @@ async def _execute(
             store.set_previous_tag(deployment_id, _common(runner.before))
             await runner.http.aclose()
             await close_targets(targets)
+            if notify is not None:  # every message queued during the run, before the store closes
+                await notify.flush()
         if runner.incident_id is not None and result.outcome is Outcome.ROLLED_BACK:
             # Mitigated: every host is back on the release it ran before, and healthy.
             store.update_incident(runner.incident_id, mitigated_at=utcnow(), status="mitigated")

@@ -1,0 +1,180 @@
+"""Channels: where a message for people goes, through apprise URLs (one scheme per service).
+
+A notification is best effort. A failure to notify is returned as a ``Failure`` naming the
+channel, the target (scheme and host only) and the reason; it never raises, because a rollback
+must not stop because the chat service is down. A URL holds credentials, so neither a URL nor
+anything apprise says about one leaves this module unredacted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TYPE_CHECKING
+
+from rollout.redact import Redactor
+
+if TYPE_CHECKING:
+    from rollout.config import Runbook
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT = 10.0
+_URL = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://\S+")
+
+
+class Channel(StrEnum):
+    DEPLOYMENTS = "deployments"
+    INCIDENTS = "incidents"
+    PAGING = "paging"
+
+
+class Level(StrEnum):
+    """How a message reads in the chat tool (apprise's notify types)."""
+
+    INFO = "info"
+    SUCCESS = "success"
+    WARNING = "warning"
+    FAILURE = "failure"
+
+
+@dataclass(frozen=True)
+class Message:
+    title: str
+    body: str
+    channels: tuple[Channel, ...]
+    level: Level = Level.INFO
+
+
+@dataclass(frozen=True)
+class Failure:
+    """One URL that was not notified: never the URL itself, only its scheme and host."""
+
+    channel: Channel
+    target: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"notification to {self.channel} ({self.target}) failed: {self.reason}"
+
+
+def describe_url(url: str) -> str:
+    """``scheme://host`` of an apprise URL, without credentials, path or query."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return "an invalid URL"
+    host = rest.split("/", 1)[0].rsplit("@", 1)[-1].split("?", 1)[0]
+    return f"{scheme}://{host}" if host else f"{scheme}://"
+
+
+class Notifier:
+    """Sends a message to every URL of its channels at once, each bounded by ``timeout``."""
+
+    def __init__(
+        self,
+        urls: Mapping[Channel, Sequence[str]],
+        redactor: Redactor | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> None:
+        self.urls = {channel: list(found) for channel, found in urls.items() if found}
+        self.redactor = redactor or Redactor.empty()
+        self.timeout = timeout
+
+    @classmethod
+    def for_runbook(cls, runbook: Runbook, timeout: float = DEFAULT_TIMEOUT) -> Notifier:
+        notify = runbook.notify
+        paging = [*notify.paging, *(person.notify for person in runbook.people.on_call)]
+        urls = {
+            Channel.DEPLOYMENTS: notify.deployments,
+            Channel.INCIDENTS: notify.incidents,
+            Channel.PAGING: paging,
+        }
+        return cls(urls, runbook.redactor, timeout)
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.urls)
+
+    async def send(self, message: Message) -> list[Failure]:
+        """Every failure, none raised. A URL in two of the message's channels is sent once."""
+        targets: dict[str, Channel] = {}
+        for channel in message.channels:
+            for url in self.urls.get(channel, []):
+                targets.setdefault(url, channel)
+        results = await asyncio.gather(
+            *(self._one(url, channel, message) for url, channel in targets.items())
+        )
+        return [failure for failure in results if failure is not None]
+
+    async def _one(self, url: str, channel: Channel, message: Message) -> Failure | None:
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[str | None] = loop.create_future()
+
+        def settle(reason: str | None) -> None:
+            if not done.done():
+                done.set_result(reason)
+
+        def work() -> None:
+            reason = _deliver(url, message)
+            loop.call_soon_threadsafe(settle, reason)
+
+        # A daemon thread, not the loop's executor: a service that never answers must not keep
+        # the process from exiting (asyncio.run waits for the default executor's threads).
+        threading.Thread(target=work, name=f"notify-{channel}", daemon=True).start()
+        try:
+            reason = await asyncio.wait_for(done, self.timeout)
+        except TimeoutError:
+            reason = f"no answer within {self.timeout:g} s"
+        if reason is None:
+            return None
+        return Failure(channel, self.safe(describe_url(url)), self.safe(reason, url))
+
+    def safe(self, text: str, url: str | None = None) -> str:
+        """Text about a URL with the URL, any other URL and every known secret taken out."""
+        if url:
+            text = text.replace(url, describe_url(url))
+        return self.redactor.redact(_URL.sub(lambda m: describe_url(m.group()), text))
+
+
+class _ThreadLog(logging.Handler):
+    """Keeps apprise's warnings from the current thread only: the reason a send failed."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.thread = threading.get_ident()
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.thread == self.thread:
+            self.messages.append(record.getMessage())
+
+
+def _deliver(url: str, message: Message) -> str | None:
+    """Send through apprise (imported here: it is slow to import and most runs never notify);
+    None when sent, else why not."""
+    try:
+        import apprise
+
+        sender = apprise.Apprise()
+        if not sender.add(url):
+            return "not a URL apprise knows"
+        captured = _ThreadLog()
+        logger = logging.getLogger("apprise")
+        logger.propagate = False  # its messages can name hosts; the Failure is our report
+        logger.addHandler(captured)
+        try:
+            sent = sender.notify(
+                body=message.body, title=message.title, notify_type=message.level.value
+            )
+        finally:
+            logger.removeHandler(captured)
+    except Exception as exc:  # a plugin bug is one more failed notification, never a crash
+        return f"{type(exc).__name__}: {exc}"
+    if sent:
+        return None
+    return captured.messages[-1] if captured.messages else "the service refused it"
