@@ -20,12 +20,26 @@ from rollout.cli import (
     grade,
     incidents,
     inspect,
+    kpi,
     monitor,
     readiness,
     watch,
 )
 
-MODULES = (deploy, inspect, checks, readiness, admin, fleet, grade, db, incidents, monitor, watch)
+MODULES = (
+    deploy,
+    inspect,
+    checks,
+    readiness,
+    admin,
+    fleet,
+    grade,
+    db,
+    incidents,
+    kpi,
+    monitor,
+    watch,
+)
 HELP = "Run a production rollout runbook: gates, deploy, verify, roll back, on the record."
 
 

@@ -1,0 +1,386 @@
+"""The KPIs' inputs, read from the store by a few aggregate queries (see dora.py for meanings).
+
+Nothing is loaded row by row: counts are GROUP BY aggregates, and a percentile fetches only
+the ranks around it (ROW_NUMBER over the sorted values, or an index walk for the p95 of a
+million samples), so the cost stays flat whether the store holds a hundred deployments or a
+hundred thousand. The same statements run on SQLite and PostgreSQL; only the conversion of a
+timestamp to seconds differs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Float,
+    Integer,
+    Select,
+    and_,
+    case,
+    cast,
+    extract,
+    func,
+    literal,
+    or_,
+    select,
+    union_all,
+)
+
+from rollout.kpi import dora
+from rollout.kpi.slo import Requests
+from rollout.store import schema
+
+REACHED_PRODUCTION = ("succeeded", "rolled_back")
+QUANTILES = (0.5, 0.9)
+# Response times the runbook's levels give when rollout.yml leaves a level out (DESIGN.md).
+DEFAULT_RESPOND_WITHIN = {1: 15 * 60.0, 2: 10 * 60.0, 3: 5 * 60.0}
+
+
+@dataclass(frozen=True)
+class Window:
+    env: str
+    since: datetime
+    until: datetime
+
+    @property
+    def seconds(self) -> float:
+        return (self.until - self.since).total_seconds()
+
+
+@dataclass(frozen=True)
+class Spread:
+    """How many values, their interpolated median and p90 (seconds)."""
+
+    count: int = 0
+    p50: float | None = None
+    p90: float | None = None
+
+
+@dataclass(frozen=True)
+class Delivery:
+    deployments: int
+    failed: int  # at least one of the causes below, counted once
+    rolled_back: int
+    with_incident: int
+    hotfixed: int
+    deployment_days: tuple[int, ...]  # day numbers (UTC days since 1970-01-01)
+    changes: int
+    lead_from_commit: Spread
+    lead_from_merge: Spread
+    lead_skipped: int  # changes with a clock that ran backwards (deployed before committed)
+
+
+@dataclass(frozen=True)
+class Level:
+    level: int
+    incidents: int
+    from_deployments: int
+    respond_within: float
+    acknowledged: int
+    acknowledged_in_time: int
+    to_acknowledge: Spread
+    recovery: Spread
+
+
+@dataclass(frozen=True)
+class Samples:
+    window: Requests
+    last_1h: Requests
+    last_6h: Requests
+    latencies: int
+    latency_p95: float | None
+
+
+@dataclass(frozen=True)
+class Facts:
+    window: Window
+    delivery: Delivery
+    levels: tuple[Level, ...]
+    recovery: Spread  # every level together
+    samples: Samples
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def load(
+    conn: Connection, window: Window, respond_within: Mapping[int, float] | None = None
+) -> Facts:
+    """Every KPI input for one environment and window, in eight queries."""
+    limits = {**DEFAULT_RESPOND_WITHIN, **(respond_within or {})}
+    levels, recovery = _incidents(conn, window, limits)
+    return Facts(
+        window=window,
+        delivery=_delivery(conn, window),
+        levels=levels,
+        recovery=recovery,
+        samples=_samples(conn, window),
+    )
+
+
+# --- timestamps as numbers ---------------------------------------------------------------------
+
+
+def _seconds(conn: Connection, column: Any) -> ColumnElement[float]:
+    """Seconds since 1970 of a stored timestamp, in SQL."""
+    if conn.dialect.name == "sqlite":  # stored as UTC text; julianday reads it
+        return (func.julianday(column) - 2440587.5) * 86400.0
+    return cast(extract("epoch", column), Float)
+
+
+def _day(conn: Connection, column: Any) -> ColumnElement[int]:
+    days = _seconds(conn, column) / 86400.0
+    if conn.dialect.name == "sqlite":  # CAST truncates, which is floor for times after 1970
+        return cast(days, Integer)
+    return cast(func.floor(days), Integer)
+
+
+# --- percentiles ------------------------------------------------------------------------------
+
+
+def _spreads(conn: Connection, values: Select[Any]) -> dict[tuple[Any, ...], Spread]:
+    """Median and p90 of column ``x`` per group of the other columns of ``values``.
+
+    Each group's values are ranked by a window function and only the ranks next to each
+    quantile leave the database.
+    """
+    sub = values.subquery()
+    keys = [c for c in sub.c if c.name != "x"]
+    rank = func.row_number().over(partition_by=keys, order_by=sub.c.x) - 1
+    count = func.count().over(partition_by=keys)
+    ranked = select(*keys, sub.c.x, rank.label("i"), count.label("n")).subquery()
+    near = or_(
+        *(
+            and_(ranked.c.i >= q * (ranked.c.n - 1) - 1, ranked.c.i <= q * (ranked.c.n - 1) + 1)
+            for q in QUANTILES
+        )
+    )
+    ranks: dict[tuple[Any, ...], list[tuple[int, float]]] = {}
+    sizes: dict[tuple[Any, ...], int] = {}
+    key_columns = [ranked.c[k.name] for k in keys]
+    for row in conn.execute(select(*key_columns, ranked.c.i, ranked.c.x, ranked.c.n).where(near)):
+        key = tuple(row[: len(keys)])
+        ranks.setdefault(key, []).append((int(row.i), round(float(row.x), 3)))  # ms
+        sizes[key] = int(row.n)
+    return {
+        key: Spread(
+            sizes[key],
+            dora.interpolate(found, sizes[key], 0.5),
+            dora.interpolate(found, sizes[key], 0.9),
+        )
+        for key, found in ranks.items()
+    }
+
+
+# --- deployments and changes ------------------------------------------------------------------
+
+
+def _production(window: Window, *, in_window: bool = True) -> list[ColumnElement[bool]]:
+    d = schema.deployments
+    where = [d.c.env == window.env, d.c.kind == "deploy", d.c.status.in_(REACHED_PRODUCTION)]
+    if in_window:
+        where += [d.c.finished_at >= window.since, d.c.finished_at < window.until]
+    return where
+
+
+def _delivery(conn: Connection, window: Window) -> Delivery:
+    d = schema.deployments
+    says_hotfix = or_(
+        func.lower(d.c.tag).contains("hotfix"),
+        func.lower(func.coalesce(d.c.reason, "")).contains("hotfix"),
+    )
+    next_is_hotfix = func.lead(case((says_hotfix, 1), else_=0)).over(
+        order_by=(d.c.finished_at, d.c.id)
+    )
+    prod = select(d.c.id, d.c.status, next_is_hotfix.label("hotfix")).where(*_production(window))
+    prod_sq = prod.subquery()
+    undone = select(d.c.rollback_of).where(d.c.rollback_of.is_not(None))
+    linked = select(schema.incidents.c.deployment_id).where(
+        schema.incidents.c.deployment_id.is_not(None)
+    )
+    rolled = or_(prod_sq.c.status == "rolled_back", prod_sq.c.id.in_(undone))
+    incident = prod_sq.c.id.in_(linked)
+    hotfix = prod_sq.c.hotfix == 1
+    row = conn.execute(
+        select(
+            func.count(),
+            func.sum(case((rolled, 1), else_=0)),
+            func.sum(case((incident, 1), else_=0)),
+            func.sum(case((hotfix, 1), else_=0)),
+            func.sum(case((or_(rolled, incident, hotfix), 1), else_=0)),
+        )
+    ).one()
+    days = select(_day(conn, d.c.finished_at).label("day")).where(*_production(window)).distinct()
+    changes, lead_commit, lead_merge, skipped = _lead_times(conn, window)
+    return Delivery(
+        deployments=int(row[0]),
+        rolled_back=int(row[1] or 0),
+        with_incident=int(row[2] or 0),
+        hotfixed=int(row[3] or 0),
+        failed=int(row[4] or 0),
+        deployment_days=tuple(sorted(int(r.day) for r in conn.execute(days))),
+        changes=changes,
+        lead_from_commit=lead_commit,
+        lead_from_merge=lead_merge,
+        lead_skipped=skipped,
+    )
+
+
+def _lead_times(conn: Connection, window: Window) -> tuple[int, Spread, Spread, int]:
+    d = schema.deployments
+    # Each change (commit) once, at the first production deployment that shipped it, ever;
+    # counted in the window where that first deployment finished.
+    first = (
+        select(
+            func.min(d.c.finished_at).label("deployed"),
+            func.min(d.c.committed_at).label("committed"),
+            func.min(d.c.merged_at).label("merged"),
+        )
+        .where(*_production(window, in_window=False), d.c.commit_sha.is_not(None))
+        .group_by(d.c.commit_sha)
+        .having(
+            and_(
+                func.min(d.c.finished_at) >= window.since, func.min(d.c.finished_at) < window.until
+            )
+        )
+        .subquery()
+    )
+    start = case(
+        (and_(first.c.merged.is_not(None), first.c.merged < first.c.committed), first.c.merged),
+        else_=first.c.committed,
+    )
+    deployed = _seconds(conn, first.c.deployed)
+    from_commit = deployed - _seconds(conn, start)
+    from_merge = deployed - _seconds(conn, first.c.merged)
+    counts = conn.execute(
+        select(
+            func.count(),
+            func.sum(case((or_(from_commit < 0, from_merge < 0), 1), else_=0)),
+        )
+    ).one()
+    clocks = union_all(
+        select(literal("commit").label("clock"), from_commit.label("x")).where(from_commit >= 0),
+        select(literal("merge").label("clock"), from_merge.label("x")).where(from_merge >= 0),
+    )
+    spreads = _spreads(conn, select(clocks.subquery()))
+    return (
+        int(counts[0]),
+        spreads.get(("commit",), Spread()),
+        spreads.get(("merge",), Spread()),
+        int(counts[1] or 0),
+    )
+
+
+# --- incidents --------------------------------------------------------------------------------
+
+
+def _incidents(
+    conn: Connection, window: Window, limits: Mapping[int, float]
+) -> tuple[tuple[Level, ...], Spread]:
+    i = schema.incidents
+    in_window = [i.c.env == window.env, i.c.detected_at >= window.since]
+    in_window.append(i.c.detected_at < window.until)
+    took_to_ack = _seconds(conn, i.c.acknowledged_at) - _seconds(conn, i.c.detected_at)
+    limit = case(*((i.c.level == lv, s) for lv, s in sorted(limits.items())), else_=None)
+    counts = conn.execute(
+        select(
+            i.c.level,
+            func.count(),
+            func.count(i.c.deployment_id),
+            func.count(i.c.acknowledged_at),
+            func.sum(case((took_to_ack <= limit, 1), else_=0)),
+        )
+        .where(*in_window)
+        .group_by(i.c.level)
+    ).all()
+    end = func.coalesce(i.c.mitigated_at, i.c.resolved_at)
+    recovered = _seconds(conn, end) - _seconds(
+        conn, func.coalesce(i.c.impact_start, i.c.detected_at)
+    )
+    from_deploys = [*in_window, i.c.deployment_id.is_not(None), end.is_not(None)]
+    values = union_all(
+        select(
+            literal("recovery").label("what"), i.c.level.label("level"), recovered.label("x")
+        ).where(*from_deploys),
+        select(
+            literal("recovery").label("what"), literal(0).label("level"), recovered.label("x")
+        ).where(*from_deploys),
+        select(
+            literal("ack").label("what"), i.c.level.label("level"), took_to_ack.label("x")
+        ).where(*in_window, i.c.acknowledged_at.is_not(None)),
+    )
+    spreads = _spreads(conn, select(values.subquery()))
+    levels = tuple(
+        Level(
+            level=int(level),
+            incidents=int(total),
+            from_deployments=int(linked),
+            respond_within=limits.get(int(level), 0.0),
+            acknowledged=int(acked),
+            acknowledged_in_time=int(in_time or 0),
+            to_acknowledge=spreads.get(("ack", level), Spread()),
+            recovery=spreads.get(("recovery", level), Spread()),
+        )
+        for level, total, linked, acked, in_time in sorted(counts)
+    )
+    return levels, spreads.get(("recovery", 0), Spread())
+
+
+# --- samples ----------------------------------------------------------------------------------
+
+
+def _samples(conn: Connection, window: Window) -> Samples:
+    s = schema.samples
+    bad = s.c.value > 0
+    spans = {h: window.until - timedelta(hours=h) for h in (1, 6)}
+
+    def tally(condition: ColumnElement[bool]) -> ColumnElement[Any]:
+        return func.sum(case((condition, 1), else_=0))
+
+    row = conn.execute(
+        select(
+            func.count(),
+            tally(bad),
+            tally(s.c.at >= spans[1]),
+            tally(and_(s.c.at >= spans[1], bad)),
+            tally(s.c.at >= spans[6]),
+            tally(and_(s.c.at >= spans[6], bad)),
+        ).where(*_sampled(window, "http_error"))
+    ).one()
+    latencies, p95 = _p95(conn, window)
+    n = [int(v or 0) for v in row]
+    return Samples(
+        window=Requests(n[0], n[1]),
+        last_1h=Requests(n[2], n[3]),
+        last_6h=Requests(n[4], n[5]),
+        latencies=latencies,
+        latency_p95=p95,
+    )
+
+
+def _sampled(window: Window, metric: str) -> Sequence[ColumnElement[bool]]:
+    s = schema.samples
+    return (
+        s.c.env == window.env,
+        s.c.metric == metric,
+        s.c.at >= window.since,
+        s.c.at < window.until,
+        s.c.value.is_not(None),
+    )
+
+
+def _p95(conn: Connection, window: Window) -> tuple[int, float | None]:
+    """The p95 of latency_seconds: a count, then the two ranks around it in value order (the
+    index on (env, metric, value, at) serves both without a sort)."""
+    s = schema.samples
+    where = _sampled(window, "latency_seconds")
+    n = int(conn.execute(select(func.count()).where(*where)).scalar_one())
+    if n == 0:
+        return 0, None
+    low = int(0.95 * (n - 1))
+    query = select(s.c.value).where(*where).order_by(s.c.value).offset(low).limit(2)
+    values = [float(v) for v in conn.execute(query).scalars()]
+    return n, dora.interpolate(list(enumerate(values, start=low)), n, 0.95)
