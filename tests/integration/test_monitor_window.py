@@ -287,3 +287,36 @@ def test_an_slo_burn_rate_past_the_page_rule_is_a_symptom(site: object) -> None:
     assert done.returncode == 1, said + done.stderr
     assert "level 2 (major): slo burn" in said and "14.4" in said
     assert versions(ports) == {GOOD}
+
+
+def test_ctrl_c_while_watching_stops_the_watching_not_the_release(site: object) -> None:
+    import signal
+    import time
+
+    folder, ports = site  # type: ignore[misc]
+    configure(folder, ports)
+    deploying = subprocess.Popen(
+        [sys.executable, "-m", "rollout", "deploy", "production", GOOD, "--monitor", "60s",
+         "--config", str(folder / "rollout.yml")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={"COLUMNS": "200", "PATH": "/usr/bin:/bin", "NO_COLOR": "1", "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    assert deploying.stdout is not None
+    seen = []
+    for line in deploying.stdout:  # wait until the window is running
+        seen.append(line)
+        if "response_time_p95" in line:
+            break
+    time.sleep(1)
+    deploying.send_signal(signal.SIGINT)
+    out, err = deploying.communicate(timeout=60)
+
+    said = " ".join(("".join(seen) + out).split())
+    assert deploying.returncode == 0, said + err
+    assert "this deployment is unwatched" in said
+    assert versions(ports) == {GOOD}  # nothing was rolled back
+    history = json.loads(rollout(folder, "history", "--json").stdout)
+    assert history[0]["status"] == "succeeded"
+    assert recorded(folder, "SELECT count(*) FROM audit WHERE action = 'deployment.unwatched'") == [
+        (1,)
+    ]

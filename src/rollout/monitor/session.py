@@ -8,6 +8,9 @@ incident decision goes to the store, with the values and thresholds that made it
 
 from __future__ import annotations
 
+import asyncio
+import signal
+import sys
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -249,6 +252,58 @@ def _baseline(
     return read
 
 
+async def _watch_until_interrupted(window: Window) -> WindowResult | None:
+    """Run the window; Ctrl-C while it runs stops the watching, not the release (None).
+
+    On a terminal it asks first whether to finish the window instead. Ctrl-C is taken from
+    asyncio's own handler for the length of the window only, so that everywhere else it still
+    interrupts the run (and the hosts are put back).
+    """
+    loop = asyncio.get_running_loop()
+    interrupted = asyncio.Event()
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        loop.add_signal_handler(signal.SIGINT, interrupted.set)
+        taken = True
+    except (ValueError, RuntimeError):  # not the main thread: Ctrl-C is not ours to take
+        taken = False
+    watching = asyncio.create_task(window.run())
+    waiting = asyncio.create_task(interrupted.wait())
+    try:
+        await asyncio.wait({watching, waiting}, return_when=asyncio.FIRST_COMPLETED)
+        if not watching.done() and sys.stdin.isatty() and await _finish_watching():
+            return await watching
+        if watching.done():
+            return watching.result()
+        watching.cancel()
+        await asyncio.gather(watching, return_exceptions=True)
+        return None
+    finally:
+        waiting.cancel()
+        if taken:
+            loop.remove_signal_handler(signal.SIGINT)
+            signal.signal(signal.SIGINT, previous)
+
+
+async def _finish_watching() -> bool:
+    """Ask, on a terminal, whether to finish the window or to stop watching."""
+    answer = await asyncio.to_thread(
+        input, "\nfinish the monitoring window (f) or stop watching, leaving it unwatched (s)? [s] "
+    )
+    return answer.strip().lower().startswith("f")
+
+
+def _unwatched(store: Store, env: str, deployment_id: int, say: Callable[[str, str], None]) -> str:
+    store.append_audit(
+        actor="operator",
+        action="deployment.unwatched",
+        subject=f"deployment:{deployment_id}",
+        details={"env": env, "why": "monitoring stopped with Ctrl-C"},
+    )
+    say("monitoring stopped by the operator: this deployment is unwatched", "warn")
+    return "stopped by the operator (Ctrl-C): the deployment is unwatched"
+
+
 def window_action(
     runbook: Runbook, store: Store, runner: Runner, deployment_id: int
 ) -> Callable[[], Awaitable[str]]:
@@ -281,7 +336,10 @@ def window_action(
             window.baseline = _baseline(
                 store, plan.env, runbook.monitor.baseline, deployment_id, window.health_path
             )
-        result = await window.run()
+        result = await _watch_until_interrupted(window)
+        if result is None:  # Ctrl-C: stop watching, not the release
+            runner.incident_id = recorder.incident_id
+            return _unwatched(store, plan.env, deployment_id, say)
         runner.incident_id = recorder.incident_id
         return _conclude(result, recorder)
 
