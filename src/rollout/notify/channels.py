@@ -160,16 +160,21 @@ def _deliver(url: str, message: Message) -> str | None:
     try:
         import apprise
 
-        sender = apprise.Apprise()
-        if not sender.add(url):
+        # The plugin itself, not Apprise.notify: that sends from a pool of its own threads,
+        # and the reason a send failed is in the warnings logged by the sending thread.
+        logger = logging.getLogger("apprise")
+        logger.propagate = False  # its messages can name hosts and URLs; the Failure is ours
+        plugin = apprise.Apprise.instantiate(url)
+        if not plugin:
             return "not a URL apprise knows"
         captured = _ThreadLog()
-        logger = logging.getLogger("apprise")
-        logger.propagate = False  # its messages can name hosts; the Failure is our report
         logger.addHandler(captured)
         try:
-            sent = sender.notify(
-                body=message.body, title=message.title, notify_type=message.level.value
+            sent = plugin.notify(
+                # Services refuse an empty body: a title-only message says its title twice.
+                body=message.body or message.title,
+                title=message.title,
+                notify_type=message.level.value,
             )
         finally:
             logger.removeHandler(captured)

@@ -241,6 +241,20 @@ class StatusBoard:
     updates: list[Update] = field(default_factory=list)
     status: Status = Status.OPERATIONAL
 
+    def resume(self) -> StatusBoard:
+        """Carry on from the page already written: its status and updates (a page that cannot be
+        read is started afresh)."""
+        try:
+            data = json.loads((self.directory / "status.json").read_text(encoding="utf-8"))
+            self.updates = [
+                Update(datetime.fromisoformat(u["at"]), Status(u["status"]), str(u["message"]))
+                for u in data.get("updates", [])
+            ][:UPDATES]
+            self.status = Status(data.get("status", Status.OPERATIONAL))
+        except (OSError, ValueError, TypeError, KeyError, AttributeError):
+            pass
+        return self
+
     def set(self, status: Status, message: str) -> None:
         self.status = status
         self.updates.insert(0, Update(utcnow(), status, message))

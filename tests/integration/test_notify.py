@@ -1,0 +1,176 @@
+"""Notifications and the status page, through the real CLI, to a real local HTTP receiver that
+apprise posts to with its ``json://`` scheme."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures.sandbox import TAGS, Sandbox, build_artifact, free_port, make_sandbox
+
+V1, V2, V3 = TAGS
+SECRET = "hunter2-n0t1fy-s3cret"
+
+
+@dataclass
+class Post:
+    path: str
+    authorization: str
+    title: str
+    message: str
+
+
+@dataclass
+class Receiver:
+    port: int
+    status: int = 200
+    posts: list[Post] = field(default_factory=list)
+
+    def titles(self, path: str | None = None) -> list[str]:
+        return [p.title for p in self.posts if path is None or p.path == path]
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    got = Receiver(port=0)
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            got.posts.append(
+                Post(
+                    self.path, self.headers.get("Authorization", ""), body["title"], body["message"]
+                )
+            )
+            self.send_response(got.status)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    got.port = server.server_address[1]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield got
+    server.shutdown()
+    server.server_close()
+
+
+def notified_sandbox(root: Path, port: int, *, paging_port: int | None = None) -> Sandbox:
+    """The sandbox with #deployments, #incidents (a URL with a secret), paging and a status page."""
+    box = make_sandbox(root, hosts=2)
+    build_artifact(root / "dist", V3, version="v0-wrong")  # healthy, but fails verification
+    page = paging_port or port
+    with box.config.open("a") as f:
+        f.write(
+            "notify:\n"
+            f"  deployments: ['json://127.0.0.1:{port}/deployments']\n"
+            f"  incidents: ['json://ops:${{NOTIFY_SECRET}}@127.0.0.1:{port}/incidents']\n"
+            "  status_page: {dir: public/status, components: [web, api]}\n"
+            "people:\n"
+            f"  on_call: [{{name: primary, notify: 'json://127.0.0.1:{page}/paging'}}]\n"
+        )
+    box.env["NOTIFY_SECRET"] = SECRET
+    return box
+
+
+def status(box: Sandbox) -> dict[str, object]:
+    data: dict[str, object] = json.loads((box.root / "public/status/status.json").read_text())
+    return data
+
+
+def index_of(titles: list[str], part: str, start: int = 0) -> int:
+    for number, title in enumerate(titles[start:], start):
+        if part in title:
+            return number
+    raise AssertionError(f"no title with {part!r} after {start} in {titles}")
+
+
+def test_a_rolled_back_deploy_tells_people_in_order_and_updates_the_status_page(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    box = notified_sandbox(tmp_path, receiver.port)
+    try:
+        assert box.rollout("deploy", "production", V2).returncode == 0
+        assert status(box)["status"] == "operational"
+        receiver.posts.clear()
+        result = box.rollout("deploy", "production", V3)
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert [box.current(h) for h in box.hosts] == [V2, V2]
+    finally:
+        box.stop_apps()
+
+    titles = receiver.titles("/deployments")
+    started = index_of(titles, f"deploying {V3} to production")
+    failed = index_of(titles, "verify failed", started)
+    putting_back = index_of(titles, "putting back web-1, web-2", failed)
+    back = index_of(titles, "back on the previous release", putting_back)
+    index_of(titles, "rolled_back", back)
+    # The failure and the rollback go to #incidents too, with the secret as basic auth.
+    incidents = receiver.titles("/incidents")
+    assert index_of(incidents, "verify failed") < index_of(incidents, "rolled_back")
+    assert all(
+        p.authorization.startswith("Basic ") for p in receiver.posts if p.path == "/incidents"
+    )
+    assert not any(p.path == "/paging" for p in receiver.posts)  # put back fine: nobody paged
+
+    page = status(box)
+    assert page["status"] == "operational" and page["maintenance"] is None
+    assert [c["name"] for c in page["components"]] == ["web", "api"]  # type: ignore[attr-defined]
+    seen = [u["status"] for u in reversed(page["updates"])]  # type: ignore[call-overload]
+    assert seen[-4:] == ["operational", "maintenance", "degraded", "operational"]
+    html = (box.root / "public/status/index.html").read_text()
+    assert "<li>web" in html and "<li>api" in html and "All systems operational" in html
+    assert "http://" not in html.replace("http://www.w3.org", "") and "<link" not in html
+
+
+@pytest.mark.parametrize("answer", ["500", "not listening"])
+def test_a_failing_receiver_fails_neither_deploy_nor_rollback_and_its_secret_stays_hidden(
+    tmp_path: Path, receiver: Receiver, answer: str
+) -> None:
+    port = receiver.port if answer == "500" else free_port()
+    receiver.status = 500
+    box = notified_sandbox(tmp_path, port)
+    try:
+        first = box.rollout("deploy", "production", V1)
+        assert first.returncode == 0, first.stdout + first.stderr
+        second = box.rollout("deploy", "production", V3)
+        assert second.returncode == 1  # verification failed, rolled back: not a crash
+        assert [box.current(h) for h in box.hosts] == [V1, V1]
+        third = box.rollout("deploy", "production", V2)
+        assert third.returncode == 0, third.stdout + third.stderr
+        back = box.rollout("rollback", "production", "--reason", "testing")
+        assert back.returncode == 0, back.stdout + back.stderr
+        assert [box.current(h) for h in box.hosts] == [V1, V1]
+    finally:
+        box.stop_apps()
+
+    if answer == "500":  # it was tried, with the secret, and refused
+        assert any(SECRET in _basic(p.authorization) for p in receiver.posts)
+    outputs = [r.stdout + r.stderr for r in (first, second, third, back)]
+    assert all("notification to deployments (json://127.0.0.1:" in out for out in outputs)
+    for out in (second.stdout + second.stderr, back.stdout + back.stderr):
+        assert f"notification to incidents (json://127.0.0.1:{port}) failed" in out
+        assert ("error=500" if answer == "500" else "connection error") in out.lower()
+    for out in outputs:
+        assert SECRET not in out and "ops:" not in out
+    for path in (tmp_path / ".rollout").rglob("*"):
+        if path.is_file():
+            assert SECRET.encode() not in path.read_bytes(), path
+    events = "".join(p.read_text() for p in (tmp_path / ".rollout/events").glob("*.jsonl"))
+    assert "notification to deployments" in events
+    assert status(box)["status"] == "operational"
+
+
+def _basic(authorization: str) -> str:
+    import base64
+
+    return base64.b64decode(authorization.removeprefix("Basic ")).decode()
