@@ -3,8 +3,11 @@ apprise posts to with its ``json://`` scheme."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import socket
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -12,6 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from rollout.engine.events import Note
+from rollout.notify import Channel, Message, Notifier, NotifySink, StatusBoard
+from rollout.redact import Redactor
 from tests.fixtures.sandbox import TAGS, Sandbox, build_artifact, free_port, make_sandbox
 
 V1, V2, V3 = TAGS
@@ -174,3 +180,62 @@ def _basic(authorization: str) -> str:
     import base64
 
     return base64.b64decode(authorization.removeprefix("Basic ")).decode()
+
+
+def _sink(receiver: Receiver, tmp_path: Path, *, deadline: float = 30.0) -> NotifySink:
+    base = f"json://127.0.0.1:{receiver.port}"
+    notifier = Notifier(
+        {
+            Channel.DEPLOYMENTS: [f"{base}/deployments"],
+            Channel.INCIDENTS: [f"{base}/incidents"],
+            Channel.PAGING: [f"{base}/paging"],
+        },
+        timeout=2,
+    )
+    board = StatusBoard("demo-app", "production", tmp_path / "status", ["web"])
+    return NotifySink(notifier, board, app="demo-app", env="production", deadline=deadline)
+
+
+def test_incidents_go_to_incidents_and_from_level_2_to_paging_escalations_to_paging(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    async def run() -> None:
+        sink = _sink(receiver, tmp_path)
+        sink.emit(Note(message="incident #4 level 1 (minor): p95 2.1 s > 2 s", level="warn"))
+        sink.emit(Note(message="incident #4 raised to level 2: error rate 3% >= 1%"))
+        sink.emit(
+            Note(
+                message="incident #4 unacknowledged for 600 s: escalated to platform-lead"
+                " (rollout ack 4)"
+            )
+        )
+        sink.emit(Note(message="12:00:00 latency 0.2 (ok)"))  # a reading: nobody is told
+        assert await sink.flush() == []
+
+    asyncio.run(run())
+    told = [(p.path, p.title.split(": ", 1)[1]) for p in receiver.posts]
+    assert told[0] == ("/incidents", "incident #4 level 1")
+    # One message goes to its channels at once: their order between them is not fixed.
+    assert sorted(told[1:3]) == [
+        ("/incidents", "incident #4 level 2"),
+        ("/paging", "incident #4 level 2"),
+    ]
+    assert told[3:] == [("/paging", "incident #4 escalated to platform-lead")]
+    page = json.loads((tmp_path / "status/status.json").read_text())
+    assert page["status"] == "degraded" and page["incident"]["level"] == 2
+
+
+def test_a_receiver_that_never_answers_is_given_up_on_within_the_timeout(tmp_path: Path) -> None:
+    with socket.socket() as silent:  # accepts connections, never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        url = f"json://ops:{SECRET}@127.0.0.1:{silent.getsockname()[1]}/hook"
+        notifier = Notifier({Channel.INCIDENTS: [url]}, Redactor({"NOTIFY_SECRET": SECRET}), 0.5)
+        message = Message("t", "b", (Channel.INCIDENTS, Channel.PAGING))
+        started = time.monotonic()
+        (failure,) = asyncio.run(notifier.send(message))
+    assert time.monotonic() - started < 3
+    assert failure.channel is Channel.INCIDENTS and "no answer within 0.5 s" in failure.reason
+    assert SECRET not in str(failure) and "ops" not in str(failure) and "/hook" not in str(failure)
+    (bad,) = asyncio.run(Notifier({Channel.PAGING: ["nope://x:y@z"]}).send(message))
+    assert bad.reason == "not a URL apprise knows" and "y@" not in str(bad)

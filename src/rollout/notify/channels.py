@@ -9,12 +9,15 @@ anything apprise says about one leaves this module unredacted.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import threading
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from types import ModuleType
 from typing import TYPE_CHECKING
 
 from rollout.redact import Redactor
@@ -121,7 +124,8 @@ class Notifier:
 
         def work() -> None:
             reason = _deliver(url, message)
-            loop.call_soon_threadsafe(settle, reason)
+            with contextlib.suppress(RuntimeError):  # the loop is gone: it gave up waiting
+                loop.call_soon_threadsafe(settle, reason)
 
         # A daemon thread, not the loop's executor: a service that never answers must not keep
         # the process from exiting (asyncio.run waits for the default executor's threads).
@@ -154,12 +158,30 @@ class _ThreadLog(logging.Handler):
             self.messages.append(record.getMessage())
 
 
-def _deliver(url: str, message: Message) -> str | None:
-    """Send through apprise (imported here: it is slow to import and most runs never notify);
-    None when sent, else why not."""
-    try:
-        import apprise
+_IMPORTING = threading.Lock()
+_loaded: ModuleType | None = None
 
+
+def _apprise() -> ModuleType:
+    """apprise, imported on first use (it is slow to import and most runs never notify),
+    without the DeprecationWarning its plugins raise on Python 3.11 (``imghdr``)."""
+    global _loaded
+    with _IMPORTING:
+        if _loaded is None:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                import apprise
+
+                # Its plugins load on first use, and one of them imports imghdr: load them now.
+                apprise.Apprise.instantiate("json://localhost")
+            _loaded = apprise
+        return _loaded
+
+
+def _deliver(url: str, message: Message) -> str | None:
+    """Send through apprise; None when sent, else why not."""
+    try:
+        apprise = _apprise()
         # The plugin itself, not Apprise.notify: that sends from a pool of its own threads,
         # and the reason a send failed is in the warnings logged by the sending thread.
         logger = logging.getLogger("apprise")
