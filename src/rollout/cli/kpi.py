@@ -58,9 +58,7 @@ def kpi_command(
 def _print(report: Report) -> None:
     from rich.table import Table
 
-    table = Table(
-        "figure", "value", "target", "", "DORA 2023", "DORA 2024", "", title=_title(report)
-    )
+    table = Table("figure", "value", "target", "", "DORA 2023", "DORA 2024", title=_title(report))
     for f in report.figures:
         table.add_row(
             f.label,
@@ -69,9 +67,12 @@ def _print(report: Report) -> None:
             {True: "[green]met[/]", False: "[red]missed[/]", None: ""}[f.met],
             f.tiers.get("2023") or "",
             f.tiers.get("2024") or "",
-            f"[dim]{f.note}[/]",
         )
-    console().print(table)
+    out = console()
+    out.print(table)
+    for f in report.figures:
+        if f.note:
+            out.print(f"[dim]{f.label}: {f.note}[/]")
 
 
 def _title(report: Report) -> str:

@@ -1,7 +1,7 @@
 """DORA KPIs and SLOs from rollout's own records (``rollout kpi``).
 
 ``compute(engine, window, kpi_targets, respond_within)`` reads the inputs with a few aggregate
-queries (load.py) and builds the report (report.py); the definitions, the DORA tier tables
+queries (queries.py) and builds the report (report.py); the definitions, the DORA tier tables
 and what is done differently from Four Keys and DevLake are in dora.py, the SLO arithmetic in
 slo.py.
 """
@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine
 
 from rollout.config import KpiTargets, Runbook
-from rollout.kpi.load import Facts, Window, load
+from rollout.kpi.queries import Facts, Window, load
 from rollout.kpi.report import Figure, Report, build
 
 __all__ = ["Facts", "Figure", "Report", "Window", "compute", "for_runbook", "respond_within"]

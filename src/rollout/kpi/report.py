@@ -7,7 +7,7 @@ from typing import Any
 
 from rollout.config import KpiTargets
 from rollout.kpi import dora
-from rollout.kpi.load import Facts, Spread
+from rollout.kpi.queries import Facts, Spread
 from rollout.kpi.slo import PAGE_BURN_RATES, Budget, budget
 
 
@@ -88,7 +88,7 @@ def _frequency(facts: Facts, targets: KpiTargets) -> list[Figure]:
     weeks = facts.window.seconds / dora.WEEK
     per_week = facts.delivery.deployments / weeks if weeks > 0 else None
     wanted = dora.frequency_target(targets.deployment_frequency)
-    last_day = int(facts.window.until.timestamp() // dora.DAY)
+    last_day = int((facts.window.until.timestamp() - 1e-6) // dora.DAY)  # inside the window
     days = dora.median_days_per_week(facts.delivery.deployment_days, last_day, int(weeks))
     return [
         Figure(

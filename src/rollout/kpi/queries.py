@@ -144,35 +144,28 @@ def _day(conn: Connection, column: Any) -> ColumnElement[int]:
 def _spreads(conn: Connection, values: Select[Any]) -> dict[tuple[Any, ...], Spread]:
     """Median and p90 of column ``x`` per group of the other columns of ``values``.
 
-    Each group's values are ranked by a window function and only the ranks next to each
-    quantile leave the database.
+    PostgreSQL computes them (``percentile_cont``, one aggregate per group). SQLite has no
+    percentile function, and its window functions (ROW_NUMBER over the sorted values) cost
+    more than the values themselves: there the one column of values is read and sorted here.
     """
     sub = values.subquery()
     keys = [c for c in sub.c if c.name != "x"]
-    rank = func.row_number().over(partition_by=keys, order_by=sub.c.x) - 1
-    count = func.count().over(partition_by=keys)
-    ranked = select(*keys, sub.c.x, rank.label("i"), count.label("n")).subquery()
-    near = or_(
-        *(
-            and_(ranked.c.i >= q * (ranked.c.n - 1) - 1, ranked.c.i <= q * (ranked.c.n - 1) + 1)
-            for q in QUANTILES
-        )
-    )
-    ranks: dict[tuple[Any, ...], list[tuple[int, float]]] = {}
-    sizes: dict[tuple[Any, ...], int] = {}
-    key_columns = [ranked.c[k.name] for k in keys]
-    for row in conn.execute(select(*key_columns, ranked.c.i, ranked.c.x, ranked.c.n).where(near)):
-        key = tuple(row[: len(keys)])
-        ranks.setdefault(key, []).append((int(row.i), round(float(row.x), 3)))  # ms
-        sizes[key] = int(row.n)
-    return {
-        key: Spread(
-            sizes[key],
-            dora.interpolate(found, sizes[key], 0.5),
-            dora.interpolate(found, sizes[key], 0.9),
-        )
-        for key, found in ranks.items()
-    }
+    if conn.dialect.name != "sqlite":
+        quantiles = [func.percentile_cont(q).within_group(sub.c.x) for q in QUANTILES]
+        rows = conn.execute(select(*keys, func.count(sub.c.x), *quantiles).group_by(*keys))
+        return {
+            tuple(row[: len(keys)]): Spread(int(row[len(keys)]), *map(_ms, row[len(keys) + 1 :]))
+            for row in rows
+        }
+    found: dict[tuple[Any, ...], list[float]] = {}
+    for row in conn.execute(select(sub)).tuples():
+        found.setdefault(tuple(row[:-1]), []).append(float(row[-1]))
+    return {key: _spread(xs) for key, xs in found.items()}
+
+
+def _ms(seconds: Any) -> float | None:
+    """Seconds to the millisecond: timestamps as numbers carry float noise below that."""
+    return None if seconds is None else round(float(seconds), 3)
 
 
 # --- deployments and changes ------------------------------------------------------------------
@@ -255,23 +248,37 @@ def _lead_times(conn: Connection, window: Window) -> tuple[int, Spread, Spread, 
     deployed = _seconds(conn, first.c.deployed)
     from_commit = deployed - _seconds(conn, start)
     from_merge = deployed - _seconds(conn, first.c.merged)
-    counts = conn.execute(
+    skewed = or_(from_commit < 0, from_merge < 0)
+    if conn.dialect.name == "sqlite":  # no percentile_cont: one row per change, sorted here
+        rows = conn.execute(select(from_commit, from_merge)).tuples().all()
+        commits = [c for c, _ in rows if c is not None and c >= 0]
+        merges = [m for _, m in rows if m is not None and m >= 0]
+        late = sum(1 for c, m in rows if (c is not None and c < 0) or (m is not None and m < 0))
+        return len(rows), _spread(commits), _spread(merges), late
+
+    def spread(x: ColumnElement[float]) -> list[ColumnElement[Any]]:
+        kept = x >= 0
+        quantiles = [func.percentile_cont(q).within_group(x).filter(kept) for q in QUANTILES]
+        return [func.count(x).filter(kept), *quantiles]
+
+    row = conn.execute(
         select(
             func.count(),
-            func.sum(case((or_(from_commit < 0, from_merge < 0), 1), else_=0)),
+            func.count().filter(skewed),
+            *spread(from_commit),
+            *spread(from_merge),
         )
     ).one()
-    clocks = union_all(
-        select(literal("commit").label("clock"), from_commit.label("x")).where(from_commit >= 0),
-        select(literal("merge").label("clock"), from_merge.label("x")).where(from_merge >= 0),
-    )
-    spreads = _spreads(conn, select(clocks.subquery()))
     return (
-        int(counts[0]),
-        spreads.get(("commit",), Spread()),
-        spreads.get(("merge",), Spread()),
-        int(counts[1] or 0),
+        int(row[0]),
+        Spread(int(row[2]), _ms(row[3]), _ms(row[4])),
+        Spread(int(row[5]), _ms(row[6]), _ms(row[7])),
+        int(row[1]),
     )
+
+
+def _spread(values: Sequence[float]) -> Spread:
+    return Spread(len(values), *(_ms(dora.percentile(values, q)) for q in QUANTILES))
 
 
 # --- incidents --------------------------------------------------------------------------------
@@ -362,13 +369,21 @@ def _samples(conn: Connection, window: Window) -> Samples:
 
 
 def _sampled(window: Window, metric: str) -> Sequence[ColumnElement[bool]]:
+    """The samples of one metric in the window.
+
+    The time range is compared through ``coalesce(at, at)``, which no index can serve: else
+    SQLite's planner takes (env, metric, at) for the range and reads half a million table rows
+    for their values (and sorts them for a p95), where (env, metric, value, at) has it all,
+    in value order. PostgreSQL's planner chooses by cost either way.
+    """
     s = schema.samples
+    at = func.coalesce(s.c.at, s.c.at)
     return (
         s.c.env == window.env,
         s.c.metric == metric,
-        s.c.at >= window.since,
-        s.c.at < window.until,
         s.c.value.is_not(None),
+        at >= window.since,
+        at < window.until,
     )
 
 
