@@ -158,7 +158,7 @@ def _spreads(conn: Connection, values: Select[Any]) -> dict[tuple[Any, ...], Spr
             for row in rows
         }
     found: dict[tuple[Any, ...], list[float]] = {}
-    for row in conn.execute(select(sub)).tuples():
+    for row in conn.execute(select(sub)):
         found.setdefault(tuple(row[:-1]), []).append(float(row[-1]))
     return {key: _spread(xs) for key, xs in found.items()}
 
@@ -250,7 +250,7 @@ def _lead_times(conn: Connection, window: Window) -> tuple[int, Spread, Spread, 
     from_merge = deployed - _seconds(conn, first.c.merged)
     skewed = or_(from_commit < 0, from_merge < 0)
     if conn.dialect.name == "sqlite":  # no percentile_cont: one row per change, sorted here
-        rows = conn.execute(select(from_commit, from_merge)).tuples().all()
+        rows = conn.execute(select(from_commit, from_merge)).all()
         commits = [c for c, _ in rows if c is not None and c >= 0]
         merges = [m for _, m in rows if m is not None and m >= 0]
         late = sum(1 for c, m in rows if (c is not None and c < 0) or (m is not None and m < 0))
