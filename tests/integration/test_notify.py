@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from rollout.engine.events import Note
-from rollout.notify import Channel, Message, Notifier, NotifySink, StatusBoard
+from rollout.notify import Channel, Message, Notifier, NotifySink, StatusBoard, describe_url
 from rollout.redact import Redactor
 from tests.fixtures.sandbox import TAGS, Sandbox, build_artifact, free_port, make_sandbox
 
@@ -239,3 +239,13 @@ def test_a_receiver_that_never_answers_is_given_up_on_within_the_timeout(tmp_pat
     assert SECRET not in str(failure) and "ops" not in str(failure) and "/hook" not in str(failure)
     (bad,) = asyncio.run(Notifier({Channel.PAGING: ["nope://x:y@z"]}).send(message))
     assert bad.reason == "not a URL apprise knows" and "y@" not in str(bad)
+
+
+def test_a_failure_names_a_url_by_its_host_only_when_the_host_is_not_a_token() -> None:
+    assert describe_url("json://ops:pw@127.0.0.1:8080/hook?x=1") == "json://127.0.0.1:8080"
+    assert describe_url("mailto://me:pw@mail.example.com") == "mailto://mail.example.com"
+    assert describe_url("slack://T0KENA/T0KENB/T0KENC/#ops") == "slack://..."
+    assert describe_url("pagerduty://integration@routing") == "pagerduty://..."
+    notifier = Notifier({Channel.PAGING: ["slack://T0KENA/T0KENB/T0KENC/#ops"]})
+    said = notifier.safe("refused T0KENB; see slack://T0KENA/x")
+    assert "T0KEN" not in said and "[secret:notify-url]" in said and "slack://..." in said

@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = 10.0
 _URL = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://\S+")
+_SCHEME = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*")
+_HOST_NAME = re.compile(r"(?:[a-zA-Z0-9-]+\.)+[a-zA-Z0-9-]+|\[[0-9a-fA-F:]+\]")
 
 
 class Channel(StrEnum):
@@ -67,12 +69,16 @@ class Failure:
 
 
 def describe_url(url: str) -> str:
-    """``scheme://host`` of an apprise URL, without credentials, path or query."""
+    """``scheme://host[:port]`` of an apprise URL, without credentials, path or query; and
+    without the host when it is not a host name (``slack://TokenA/...``: a token, a secret)."""
     scheme, sep, rest = url.partition("://")
-    if not sep:
+    if not sep or not _SCHEME.fullmatch(scheme):
         return "an invalid URL"
-    host = rest.split("/", 1)[0].rsplit("@", 1)[-1].split("?", 1)[0]
-    return f"{scheme}://{host}" if host else f"{scheme}://"
+    host = re.split(r"[/?#]", rest, maxsplit=1)[0].rsplit("@", 1)[-1]
+    name = re.sub(r":\d+$", "", host)
+    if name == "localhost" or _HOST_NAME.fullmatch(name):
+        return f"{scheme}://{host}"
+    return f"{scheme}://..."
 
 
 class Notifier:
@@ -87,6 +93,11 @@ class Notifier:
         self.urls = {channel: list(found) for channel, found in urls.items() if found}
         self.redactor = redactor or Redactor.empty()
         self.timeout = timeout
+        # Every part of a URL that could be a token, for a reason that quotes one: a URL from
+        # ${VAR} is known to the runbook's redactor only whole.
+        self.url_parts = Redactor.empty()
+        for part in _parts(self.urls):
+            self.url_parts.add("notify-url", part)
 
     @classmethod
     def for_runbook(cls, runbook: Runbook, timeout: float = DEFAULT_TIMEOUT) -> Notifier:
@@ -142,7 +153,21 @@ class Notifier:
         """Text about a URL with the URL, any other URL and every known secret taken out."""
         if url:
             text = text.replace(url, describe_url(url))
-        return self.redactor.redact(_URL.sub(lambda m: describe_url(m.group()), text))
+        text = _URL.sub(lambda m: describe_url(m.group()), text)
+        return self.redactor.redact(self.url_parts.redact(text))
+
+
+def _parts(urls: Mapping[Channel, Sequence[str]]) -> set[str]:
+    """The pieces of each URL but its scheme and the host it is shown with, 4 characters or
+    longer (shorter ones would blank out ordinary words)."""
+    found = set()
+    for url in (u for listed in urls.values() for u in listed):
+        shown = describe_url(url).partition("://")[2]
+        rest = url.partition("://")[2]
+        found |= {
+            part for part in re.split(r"[:/@?&=#,]+", rest) if len(part) >= 4 and part not in shown
+        }
+    return found
 
 
 class _ThreadLog(logging.Handler):
