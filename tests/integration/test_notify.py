@@ -190,9 +190,11 @@ def _sink(receiver: Receiver, tmp_path: Path, *, deadline: float = 30.0) -> Noti
             Channel.INCIDENTS: [f"{base}/incidents"],
             Channel.PAGING: [f"{base}/paging"],
         },
+        Redactor({"NOTIFY_SECRET": SECRET}),
         timeout=2,
     )
     board = StatusBoard("demo-app", "production", tmp_path / "status", ["web"])
+    board.redactor = notifier.redactor
     return NotifySink(notifier, board, app="demo-app", env="production", deadline=deadline)
 
 
@@ -202,7 +204,7 @@ def test_incidents_go_to_incidents_and_from_level_2_to_paging_escalations_to_pag
     async def run() -> None:
         sink = _sink(receiver, tmp_path)
         sink.emit(Note(message="incident #4 level 1 (minor): p95 2.1 s > 2 s", level="warn"))
-        sink.emit(Note(message="incident #4 raised to level 2: error rate 3% >= 1%"))
+        sink.emit(Note(message=f"incident #4 raised to level 2: error rate 3% >= 1% {SECRET}"))
         sink.emit(
             Note(
                 message="incident #4 unacknowledged for 600 s: escalated to platform-lead"
@@ -221,8 +223,12 @@ def test_incidents_go_to_incidents_and_from_level_2_to_paging_escalations_to_pag
         ("/paging", "incident #4 level 2"),
     ]
     assert told[3:] == [("/paging", "incident #4 escalated to platform-lead")]
+    assert all(SECRET not in p.message and SECRET not in p.title for p in receiver.posts)
+    assert any("[secret:NOTIFY_SECRET]" in p.message for p in receiver.posts)
     page = json.loads((tmp_path / "status/status.json").read_text())
     assert page["status"] == "degraded" and page["incident"]["level"] == 2
+    for name in ("status.json", "index.html"):
+        assert SECRET not in (tmp_path / "status" / name).read_text()
 
 
 def test_a_receiver_that_never_answers_is_given_up_on_within_the_timeout(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ import re
 import threading
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from types import ModuleType
 from typing import TYPE_CHECKING
@@ -115,7 +115,10 @@ class Notifier:
         return bool(self.urls)
 
     async def send(self, message: Message) -> list[Failure]:
-        """Every failure, none raised. A URL in two of the message's channels is sent once."""
+        """Every failure, none raised. A URL in two of the message's channels is sent once.
+        Title and body are redacted: they quote step output, which can hold a secret."""
+        redact = self.redactor.redact
+        message = replace(message, title=redact(message.title), body=redact(message.body))
         targets: dict[str, Channel] = {}
         for channel in message.channels:
             for url in self.urls.get(channel, []):

@@ -290,7 +290,9 @@ def notify_sink(runbook: Runbook, store: Store, env: str) -> NotifySink | None:
     board = None
     if page is not None:
         directory = runbook.config_dir / Path(page.dir)
-        board = StatusBoard(runbook.app, env, directory, list(page.components)).resume()
+        board = StatusBoard(runbook.app, env, directory, list(page.components))
+        board.redactor = runbook.redactor
+        board.resume()
     return NotifySink(
         notifier, board, app=runbook.app, env=env, history=lambda: store.incidents(env=env)
     )

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from rollout.model import utcnow
+from rollout.redact import Redactor
 from rollout.store.records import IncidentRecord
 
 HISTORY = 10  # past incidents shown
@@ -209,11 +210,14 @@ def _list(title: str, items: Sequence[str]) -> list[str]:
     return [f"<h2>{title}</h2><ul>", *(f"<li>{item}</li>" for item in items), "</ul>"]
 
 
-def write_page(view: StatusView, directory: Path) -> None:
-    """Both files, each written to a temporary file beside it and renamed over the old one."""
+def write_page(view: StatusView, directory: Path, redactor: Redactor | None = None) -> None:
+    """Both files, each written to a temporary file beside it and renamed over the old one;
+    with ``redactor``, no known secret in either (symptoms and messages quote measurements)."""
+    redactor = redactor or Redactor.empty()
     directory.mkdir(parents=True, exist_ok=True)
-    _atomic(directory / "status.json", json.dumps(page_json(view), indent=2) + "\n")
-    _atomic(directory / "index.html", page_html(view))
+    data = redactor.redact_obj(page_json(view))
+    _atomic(directory / "status.json", json.dumps(data, indent=2) + "\n")
+    _atomic(directory / "index.html", redactor.redact(page_html(view)))
 
 
 def _atomic(path: Path, text: str) -> None:
@@ -240,6 +244,7 @@ class StatusBoard:
     maintenance: Maintenance | None = None
     updates: list[Update] = field(default_factory=list)
     status: Status = Status.OPERATIONAL
+    redactor: Redactor = field(default_factory=Redactor.empty)
 
     def resume(self) -> StatusBoard:
         """Carry on from the page already written: its status and updates (a page that cannot be
@@ -274,7 +279,7 @@ class StatusBoard:
         )
 
     def publish(self, history: Sequence[IncidentRecord] = ()) -> None:
-        write_page(self.view(history), self.directory)
+        write_page(self.view(history), self.directory, self.redactor)
 
 
 __all__ = [
