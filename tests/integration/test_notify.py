@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from rollout.engine.events import Note
+from rollout.engine.events import Note, PhaseFinished, RunFinished, RunStarted
+from rollout.model import Outcome, Phase, StepStatus
 from rollout.notify import Channel, Message, Notifier, NotifySink, StatusBoard, describe_url
 from rollout.redact import Redactor
 from tests.fixtures.sandbox import TAGS, Sandbox, build_artifact, free_port, make_sandbox
@@ -255,3 +256,35 @@ def test_a_failure_names_a_url_by_its_host_only_when_the_host_is_not_a_token() -
     notifier = Notifier({Channel.PAGING: ["slack://T0KENA/T0KENB/T0KENC/#ops"]})
     said = notifier.safe("refused T0KENB; see slack://T0KENA/x")
     assert "T0KEN" not in said and "[secret:notify-url]" in said and "slack://..." in said
+
+
+def test_a_failed_put_back_pages_on_call_and_shows_an_outage(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    async def run() -> None:
+        sink = _sink(receiver, tmp_path)
+        hosts = ("web-1",)
+        sink.emit(
+            RunStarted(
+                deployment_id=9,
+                env="production",
+                tag=V3,
+                kind="deploy",
+                hosts=hosts,
+                deploy_steps=3,
+            )
+        )
+        sink.emit(PhaseFinished(phase=Phase.DEPLOY, status=StepStatus.FAILED, seconds=1.0))
+        sink.emit(PhaseFinished(phase=Phase.ROLLBACK, status=StepStatus.FAILED, seconds=2.0))
+        sink.emit(RunFinished(outcome=Outcome.FAILED, seconds=3.0, reason="putting back failed"))
+        assert await sink.flush() == []
+
+    asyncio.run(run())
+    paged = receiver.titles("/paging")
+    assert [t.split(": ", 1)[1] for t in paged] == [
+        "putting production back FAILED (in 2.0 s)",
+        "failed in 3 s",
+    ]
+    page = json.loads((tmp_path / "status/status.json").read_text())
+    assert page["status"] == "outage" and page["maintenance"] is None
+    assert page["updates"][0]["message"] == "the previous release could not be put back"
