@@ -111,6 +111,8 @@ def load(
 ) -> Facts:
     """Every KPI input for one environment and window, in eight queries."""
     limits = {**DEFAULT_RESPOND_WITHIN, **(respond_within or {})}
+    if conn.dialect.name == "postgresql":  # sorts of 100 000 changes stay in memory
+        conn.exec_driver_sql("SET LOCAL work_mem = '64MB'")
     levels, recovery = _incidents(conn, window, limits)
     return Facts(
         window=window,
@@ -181,22 +183,16 @@ def _production(window: Window, *, in_window: bool = True) -> list[ColumnElement
 
 def _delivery(conn: Connection, window: Window) -> Delivery:
     d = schema.deployments
-    says_hotfix = or_(
-        func.lower(d.c.tag).contains("hotfix"),
-        func.lower(func.coalesce(d.c.reason, "")).contains("hotfix"),
-    )
-    next_is_hotfix = func.lead(case((says_hotfix, 1), else_=0)).over(
-        order_by=(d.c.finished_at, d.c.id)
-    )
-    prod = select(d.c.id, d.c.status, next_is_hotfix.label("hotfix")).where(*_production(window))
-    prod_sq = prod.subquery()
+    prod = select(d.c.id, d.c.status).where(*_production(window)).subquery()
     undone = select(d.c.rollback_of).where(d.c.rollback_of.is_not(None))
     linked = select(schema.incidents.c.deployment_id).where(
         schema.incidents.c.deployment_id.is_not(None)
     )
-    rolled = or_(prod_sq.c.status == "rolled_back", prod_sq.c.id.in_(undone))
-    incident = prod_sq.c.id.in_(linked)
-    hotfix = prod_sq.c.hotfix == 1
+    rolled = or_(prod.c.status == "rolled_back", prod.c.id.in_(undone))
+    incident = prod.c.id.in_(linked)
+    # Named once (MATERIALIZED): the list is used twice and costs a scan of the deployments.
+    replaced = _hotfixed(window).cte("hotfixed").prefix_with("MATERIALIZED")
+    hotfix = prod.c.id.in_(select(replaced.c[0]))
     row = conn.execute(
         select(
             func.count(),
@@ -219,6 +215,31 @@ def _delivery(conn: Connection, window: Window) -> Delivery:
         lead_from_commit=lead_commit,
         lead_from_merge=lead_merge,
         lead_skipped=skipped,
+    )
+
+
+def _hotfixed(window: Window) -> Select[Any]:
+    """The production deployments that a hotfix replaced: for each deploy whose tag or reason
+    says "hotfix", the production deployment before it (by start: deploys of an environment
+    take its lock in turn), found through the (env, started_at) index."""
+    d = schema.deployments
+    fix = d.alias("fix")
+    says_hotfix = or_(
+        func.lower(fix.c.tag).contains("hotfix"),
+        func.lower(func.coalesce(fix.c.reason, "")).contains("hotfix"),
+    )
+    before = (
+        select(d.c.id)
+        .where(*_production(window, in_window=False), d.c.started_at < fix.c.started_at)
+        .order_by(d.c.started_at.desc(), d.c.id.desc())
+        .limit(1)
+        .correlate(fix)
+        .scalar_subquery()
+    )
+    reached = [fix.c.env == window.env, fix.c.kind == "deploy"]
+    reached.append(fix.c.status.in_(REACHED_PRODUCTION))
+    return select(before.label("id")).where(
+        *reached, says_hotfix, fix.c.finished_at >= window.since
     )
 
 
@@ -248,13 +269,16 @@ def _lead_times(conn: Connection, window: Window) -> tuple[int, Spread, Spread, 
     deployed = _seconds(conn, first.c.deployed)
     from_commit = deployed - _seconds(conn, start)
     from_merge = deployed - _seconds(conn, first.c.merged)
-    skewed = or_(from_commit < 0, from_merge < 0)
     if conn.dialect.name == "sqlite":  # no percentile_cont: one row per change, sorted here
         rows = conn.execute(select(from_commit, from_merge)).all()
         commits = [c for c, _ in rows if c is not None and c >= 0]
         merges = [m for _, m in rows if m is not None and m >= 0]
         late = sum(1 for c, m in rows if (c is not None and c < 0) or (m is not None and m < 0))
         return len(rows), _spread(commits), _spread(merges), late
+
+    # Each span computed once per change (the aggregates below read it six times).
+    spans = select(from_commit.label("c"), from_merge.label("m")).cte("spans")
+    spans = spans.prefix_with("MATERIALIZED")
 
     def spread(x: ColumnElement[float]) -> list[ColumnElement[Any]]:
         kept = x >= 0
@@ -264,9 +288,9 @@ def _lead_times(conn: Connection, window: Window) -> tuple[int, Spread, Spread, 
     row = conn.execute(
         select(
             func.count(),
-            func.count().filter(skewed),
-            *spread(from_commit),
-            *spread(from_merge),
+            func.count().filter(or_(spans.c.c < 0, spans.c.m < 0)),
+            *spread(spans.c.c),
+            *spread(spans.c.m),
         )
     ).one()
     return (
@@ -355,7 +379,7 @@ def _samples(conn: Connection, window: Window) -> Samples:
             tally(and_(s.c.at >= spans[1], bad)),
             tally(s.c.at >= spans[6]),
             tally(and_(s.c.at >= spans[6], bad)),
-        ).where(*_sampled(window, "http_error"))
+        ).where(*_sampled(conn, window, "http_error"))
     ).one()
     latencies, p95 = _p95(conn, window)
     n = [int(v or 0) for v in row]
@@ -368,7 +392,7 @@ def _samples(conn: Connection, window: Window) -> Samples:
     )
 
 
-def _sampled(window: Window, metric: str) -> Sequence[ColumnElement[bool]]:
+def _sampled(conn: Connection, window: Window, metric: str) -> Sequence[ColumnElement[bool]]:
     """The samples of one metric in the window.
 
     The time range is compared through ``coalesce(at, at)``, which no index can serve: else
@@ -377,7 +401,7 @@ def _sampled(window: Window, metric: str) -> Sequence[ColumnElement[bool]]:
     in value order. PostgreSQL's planner chooses by cost either way.
     """
     s = schema.samples
-    at = func.coalesce(s.c.at, s.c.at)
+    at = func.coalesce(s.c.at, s.c.at) if conn.dialect.name == "sqlite" else s.c.at
     return (
         s.c.env == window.env,
         s.c.metric == metric,
@@ -388,10 +412,15 @@ def _sampled(window: Window, metric: str) -> Sequence[ColumnElement[bool]]:
 
 
 def _p95(conn: Connection, window: Window) -> tuple[int, float | None]:
-    """The p95 of latency_seconds: a count, then the two ranks around it in value order (the
-    index on (env, metric, value, at) serves both without a sort)."""
+    """The count and interpolated p95 of latency_seconds: ``percentile_cont`` on PostgreSQL;
+    on SQLite a count, then the two ranks around the p95 in value order (the index on (env,
+    metric, value, at) serves both without a sort)."""
     s = schema.samples
-    where = _sampled(window, "latency_seconds")
+    where = _sampled(conn, window, "latency_seconds")
+    if conn.dialect.name != "sqlite":
+        p95 = func.percentile_cont(0.95).within_group(s.c.value)
+        count, value = conn.execute(select(func.count(), p95).where(*where)).one()
+        return int(count), _ms(value)
     n = int(conn.execute(select(func.count()).where(*where)).scalar_one())
     if n == 0:
         return 0, None
