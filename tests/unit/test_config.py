@@ -564,7 +564,9 @@ def test_monitoring_thresholds_queries_and_actions_are_checked_at_load(tmp_path:
     found = errors_of(path)
 
     assert any("monitor.metrics.latency_p95: threshold '2 parsecs'" in e for e in found)
-    assert any("monitor.metrics.errors: query 'sum(rate(x[1m])': '(' is not closed" in e for e in found)
+    assert any(
+        "monitor.metrics.errors: query 'sum(rate(x[1m])': '(' is not closed" in e for e in found
+    )
     assert any("incidents.level3.actions: unknown action 'dance'" in e for e in found)
 
 
