@@ -140,7 +140,7 @@ def test_revision_0001_is_the_table_the_app_makes_and_upgrades_a_database_the_ap
         target = MigrationTarget(fresh_postgres_url, settings("alembic"), only_0001)
         apply_migrations(target, plan_migrations(target))
     finally:
-        shutil.rmtree(only_0001)
+        shutil.rmtree(only_0001.parent)
     assert columns(fresh_postgres_url, "vehicles") == made_by_app
 
     # The database the app made itself upgrades to the head, its rows kept.
