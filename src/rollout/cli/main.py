@@ -14,6 +14,7 @@ from typer.main import get_command_name
 from rollout.cli import (
     admin,
     checks,
+    ci,
     db,
     deploy,
     fleet,
@@ -39,6 +40,7 @@ MODULES = (
     kpi,
     monitor,
     watch,
+    ci,
 )
 HELP = "Run a production rollout runbook: gates, deploy, verify, roll back, on the record."
 
