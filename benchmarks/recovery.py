@@ -54,8 +54,10 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.fixtures
 
 from rollout.sandbox.build import Release, build_artifacts, free_port
+from tests.fixtures.example_app import runtime_yaml
 
 ROLLOUT = Path(sys.executable).with_name("rollout")
 INTERVAL = 2.0  # monitor.interval, seconds
@@ -72,17 +74,7 @@ RUNBOOK = """\
 app: united-cars
 store: .rollout/rollout.db
 release: {{artifact: 'dist/united-cars-{{tag}}.tar.gz', keep: 50}}
-runtime:
-  kind: release-dir
-  path: srv/united-cars
-  launcher:
-    command: ['{python}', '-m', 'uvicorn', 'united_cars.main:app', '--host', '127.0.0.1', '--port', '{{port}}', '--no-access-log']
-    env: {{PYTHONPATH: '{{release_dir}}', UNITED_CARS_DATABASE_URL: 'sqlite:///{{shared_dir}}/app.db'}}
-    stop_timeout: 10s
-  health_url: 'http://127.0.0.1:{{port}}/api/health'
-  health_timeout: 60s
-checks: {{cpu_max: 100%, disk_max: 99%, disk_mounts: [/]}}  # hosts share this machine
-environments:
+{runtime}environments:
   production:
     batch: 1
     hosts:
@@ -454,7 +446,7 @@ def main() -> None:
         )
         ports = {"web-1": free_port(), "web-2": free_port()}
         (folder / "rollout.yml").write_text(
-            RUNBOOK.format(python=sys.executable, p1=ports["web-1"], p2=ports["web-2"])
+            RUNBOOK.format(runtime=runtime_yaml(), p1=ports["web-1"], p2=ports["web-2"])
         )
         hosts = {h: f"http://127.0.0.1:{p}" for h, p in ports.items()}
         print(

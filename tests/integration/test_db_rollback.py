@@ -18,6 +18,7 @@ import psycopg
 import pytest
 
 from rollout.sandbox.build import Release, build_artifacts, free_port
+from tests.fixtures.example_app import runtime_yaml
 
 DAY = date.today().strftime("%Y.%m.%d")
 V1, V2 = f"v{DAY}-a1b2c3d", f"v{DAY}-b2c3d4e"
@@ -26,17 +27,7 @@ RUNBOOK = """\
 app: united-cars
 store: .rollout/rollout.db
 release: {{artifact: 'dist/united-cars-{{tag}}.tar.gz', keep: 5}}
-runtime:
-  kind: release-dir
-  path: srv/united-cars
-  launcher:
-    command: ['{python}', '-m', 'uvicorn', 'united_cars.main:app', '--host', '127.0.0.1', '--port', '{{port}}', '--no-access-log']
-    env: {{PYTHONPATH: '{{release_dir}}', UNITED_CARS_DATABASE_URL: '{url}'}}
-    stop_timeout: 10s
-  health_url: 'http://127.0.0.1:{{port}}/api/health'
-  health_timeout: 60s
-checks: {{cpu_max: 100%, disk_max: 99%, disk_mounts: [/]}}
-environments:
+{runtime}environments:
   production:
     batch: 1
     hosts:
@@ -64,7 +55,9 @@ def app(tmp_path: Path, fresh_postgres_url: str) -> object:
     )
     p1, p2 = free_port(), free_port()
     (tmp_path / "rollout.yml").write_text(
-        RUNBOOK.format(python=sys.executable, url=fresh_postgres_url, p1=p1, p2=p2)
+        RUNBOOK.format(
+            runtime=runtime_yaml(fresh_postgres_url), url=fresh_postgres_url, p1=p1, p2=p2
+        )
     )
     yield tmp_path, fresh_postgres_url, (p1, p2)
     for pidfile in tmp_path.glob("hosts/*/srv/united-cars/run/app.pid"):

@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from rollout.sandbox.build import Release, build_artifacts, free_port
+from tests.fixtures.example_app import runtime_yaml
 
 DAY = date.today().strftime("%Y.%m.%d")
 GOOD, BROKEN, SLOW = f"v{DAY}-a1b2c3d", f"v{DAY}-b2c3d4e", f"v{DAY}-c3d4e5f"
@@ -28,17 +29,7 @@ RUNBOOK = """\
 app: united-cars
 store: .rollout/rollout.db
 release: {{artifact: 'dist/united-cars-{{tag}}.tar.gz', keep: 5}}
-runtime:
-  kind: release-dir
-  path: srv/united-cars
-  launcher:
-    command: ['{python}', '-m', 'uvicorn', 'united_cars.main:app', '--host', '127.0.0.1', '--port', '{{port}}', '--no-access-log']
-    env: {{PYTHONPATH: '{{release_dir}}', UNITED_CARS_DATABASE_URL: 'sqlite:///{{shared_dir}}/app.db'}}
-    stop_timeout: 10s
-  health_url: 'http://127.0.0.1:{{port}}/api/health'
-  health_timeout: 60s
-checks: {{cpu_max: 100%, disk_max: 99%, disk_mounts: [/]}}
-environments:
+{runtime}environments:
   production:
     batch: 1
     hosts:
@@ -88,7 +79,7 @@ def configure(
 ) -> None:
     (folder / "rollout.yml").write_text(
         RUNBOOK.format(
-            python=sys.executable,
+            runtime=runtime_yaml(),
             p1=ports[0],
             p2=ports[1],
             failure_limit=failure_limit,

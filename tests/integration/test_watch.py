@@ -26,6 +26,7 @@ from rollout.monitor.view import Snapshot, Standing, Watch, snapshot
 from rollout.runtimes import make_runtime
 from rollout.sandbox.build import Release, build_artifacts, free_port
 from rollout.store import Store, open_store
+from tests.fixtures.example_app import runtime_yaml
 from tests.fixtures.prometheus import running_prometheus
 
 DAY = date.today().strftime("%Y.%m.%d")
@@ -35,17 +36,7 @@ RUNBOOK = """\
 app: united-cars
 store: .rollout/rollout.db
 release: {{artifact: 'dist/united-cars-{{tag}}.tar.gz', keep: 5}}
-runtime:
-  kind: release-dir
-  path: srv/united-cars
-  launcher:
-    command: ['{python}', '-m', 'uvicorn', 'united_cars.main:app', '--host', '127.0.0.1', '--port', '{{port}}', '--no-access-log']
-    env: {{PYTHONPATH: '{{release_dir}}', UNITED_CARS_DATABASE_URL: 'sqlite:///{{shared_dir}}/app.db'}}
-    stop_timeout: 10s
-  health_url: 'http://127.0.0.1:{{port}}/api/health'
-  health_timeout: 60s
-checks: {{cpu_max: 100%, disk_max: 99%, disk_mounts: [/]}}
-environments:
+{runtime}environments:
   production:
     batch: 1
     hosts:
@@ -81,7 +72,7 @@ class Site:
     def configure(self, *names: str, prometheus: str | None = None) -> None:
         hosts = "\n".join(HOST.format(name=n, port=self.ports[n]) for n in names)
         extra = "" if prometheus is None else PROMETHEUS.format(url=prometheus)
-        text = RUNBOOK.format(python=sys.executable, hosts=hosts, prometheus=extra)
+        text = RUNBOOK.format(runtime=runtime_yaml(), hosts=hosts, prometheus=extra)
         (self.folder / "rollout.yml").write_text(text)
 
     def stop(self, name: str) -> None:

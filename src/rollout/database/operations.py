@@ -112,10 +112,16 @@ def verify_recorded(
         sanity_queries=tuple(database.sanity_queries) if database else (),
         cached_level=cached,
     )
-    if result.manifest is not None:
-        for check in result.levels:
-            if check.detail == "on record for these bytes":
-                continue
+    _record_checks(store, record, result)
+    return result
+
+
+def _record_checks(store: Store, record: BackupRecord | None, result: Verification) -> None:
+    """Each level checked now, under the dump's hash (levels taken from the record are not)."""
+    if result.manifest is None:
+        return
+    for check in result.levels:
+        if not check.on_record:
             store.add_backup_check(
                 backup_id=record.id if record is not None else None,
                 dump_sha256=result.manifest.dump.sha256,
@@ -124,7 +130,6 @@ def verify_recorded(
                 detail=check.detail,
                 seconds=check.seconds,
             )
-    return result
 
 
 def newest_verified(store: Store, env: str, level: int) -> BackupRecord | None:
@@ -235,17 +240,7 @@ def check_restorable(runbook: Runbook, store: Store, env: str, folder: Path) -> 
     result = restore.check(
         app_database(runbook, env), folder, recorded_level=record.verified_level if record else 0
     )
-    assert result.manifest is not None
-    for level in result.levels:
-        if level.detail != "on record for these bytes":
-            store.add_backup_check(
-                backup_id=record.id if record else None,
-                dump_sha256=result.manifest.dump.sha256,
-                level=level.level,
-                status=level.status,
-                detail=level.detail,
-                seconds=level.seconds,
-            )
+    _record_checks(store, record, result)
     return result
 
 

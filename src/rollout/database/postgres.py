@@ -370,15 +370,10 @@ class PostgresDatabase(Server):
             raise BadInput(f"the scratch database {scratch} is the live database")
         with self.connect("postgres") as admin:
             drop_database(admin, scratch)  # a leftover of an interrupted check
-            create_database(admin, scratch, like=self.name)
             try:
-                restore_into(self, scratch, folder / manifest.dump.name)
-                with self.connect(scratch) as conn:
-                    problems = manifest.fingerprint.differences(fingerprint(conn))
-                    problems += sanity(conn, sanity_queries)
+                return self._restore_as(admin, scratch, folder, manifest, sanity_queries)
             finally:
                 drop_database(admin, scratch)
-        return problems
 
     def stage(self, folder: Path, manifest: Manifest) -> Staged:
         stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
@@ -389,14 +384,7 @@ class PostgresDatabase(Server):
         if staged.restored == live or staged.kept == live:
             raise BadInput(f"the restore target {staged.restored} is the live database")
         with self.connect("postgres") as admin:
-            create_database(admin, staged.restored, like=live)
-            try:
-                restore_into(self, staged.restored, folder / manifest.dump.name)
-                with self.connect(staged.restored) as conn:
-                    problems = manifest.fingerprint.differences(fingerprint(conn))
-            except BaseException:
-                drop_database(admin, staged.restored)
-                raise
+            problems = self._restore_as(admin, staged.restored, folder, manifest)
             if problems:
                 drop_database(admin, staged.restored)
                 raise BackupBad(
@@ -404,6 +392,27 @@ class PostgresDatabase(Server):
                     hint="the live database was not touched",
                 )
         return staged
+
+    def _restore_as(
+        self,
+        admin: psycopg.Connection[Any],
+        name: str,
+        folder: Path,
+        manifest: Manifest,
+        sanity_queries: tuple[str, ...] = (),
+    ) -> list[str]:
+        """Restore the backup into a new database ``name`` (owned like the live one) and say how
+        it differs from the manifest; a restore that fails drops ``name`` again."""
+        create_database(admin, name, like=self.name)
+        try:
+            restore_into(self, name, folder / manifest.dump.name)
+            with self.connect(name) as conn:
+                return manifest.fingerprint.differences(fingerprint(conn)) + sanity(
+                    conn, sanity_queries
+                )
+        except BaseException:
+            drop_database(admin, name)
+            raise
 
     def discard(self, staged: Staged) -> None:
         with self.connect("postgres") as admin:

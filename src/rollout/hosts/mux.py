@@ -122,6 +122,7 @@ class MuxHost:
         self.settings = settings
         self.config_dir = config_dir
         self.directory = control_dir(settings, config_dir)
+        self._checked = False
         self._where = {"host": _data(spec), "ssh": _data(settings), "config_dir": str(config_dir)}
 
     @property
@@ -174,7 +175,9 @@ class MuxHost:
         return _Exchange(self, {**request, **self._where})
 
     async def open_socket(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        private_dir(self.directory)
+        if not self._checked:  # the folder's ownership and mode, once per host and run
+            private_dir(self.directory)
+            self._checked = True
         path = self.directory / SOCKET
         try:
             return await asyncio.open_unix_connection(str(path), limit=2**24)

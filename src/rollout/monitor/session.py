@@ -116,6 +116,13 @@ class Recorder:
         self.escalated = 0
         self.detected_at: datetime | None = None
 
+    def attach(self, window: Window) -> None:
+        """Record what ``window`` measures and decides; its impact start is its first bad reading."""
+        window.on_samples = self.samples
+        window.on_decision = self.decision
+        window.on_reading = self.reading
+        self.impact_since = lambda: window.bad_since
+
     def samples(self, samples: list[Sample]) -> None:
         self.store.add_samples(
             self.env,
@@ -328,10 +335,7 @@ def window_action(
             runner.http,
             duration=plan.monitor_for or timedelta(0),
         )
-        window.on_samples = recorder.samples
-        window.on_decision = recorder.decision
-        window.on_reading = recorder.reading
-        recorder.impact_since = lambda: window.bad_since
+        recorder.attach(window)
         if runbook.monitor.baseline is not None:
             window.baseline = _baseline(
                 store, plan.env, runbook.monitor.baseline, deployment_id, window.health_path
@@ -376,10 +380,7 @@ async def watch_environment(
             recorder = recorder_for(runbook, store, env, last[0].id if last else None, say)
             async with httpx.AsyncClient() as http:
                 window = build_window(runbook, env, targets, runtime, tag, http, duration=duration)
-                window.on_samples = recorder.samples
-                window.on_decision = recorder.decision
-                window.on_reading = recorder.reading
-                recorder.impact_since = lambda: window.bad_since
+                recorder.attach(window)
                 return await window.run()
     finally:
         await close_targets(targets)
