@@ -18,7 +18,8 @@ everything and is not counted), it times:
 
  (a) one command (`uname -n`) on all 20 hosts, 20 at once, each tool as a fresh process:
      `rollout exec bench --config <rollout.yml> -- uname -n` (`--config` goes before `--`:
-     after it every word is the command), `pyinfra -y --parallel 20 inventory.py exec -- uname
+     after it every word is the command; with ssh.persist a later run is answered by the
+     holder process, cli/quick.py, as OpenSSH's client hands its work to a ControlMaster), `pyinfra -y --parallel 20 inventory.py exec -- uname
      -n`, a Python script running Fabric's `ThreadingGroup(...).run("uname -n")`, and 20 `ssh`
      processes at once (the floor; with the curve25519 key exchange the Python tools negotiate,
      and once more with OpenSSH's default post-quantum one, which costs far more CPU).
@@ -109,7 +110,7 @@ TEN = [
 FANOUT_RUNBOOK = """\
 app: fanout
 store: .rollout/rollout.db
-ssh: {{known_hosts: '{known_hosts}', key_file: '{key}', agent: false, persist: {persist}, control_dir: '{control}'}}
+ssh: {{known_hosts: '{known_hosts}', key_file: '{key}', agent: false, persist: {persist}}}
 runtime: {{kind: release-dir, path: srv/app, start: 'true'}}
 checks: {{cpu_max: 100%}}  # hosts share this machine with the benchmark itself
 environments:
@@ -265,7 +266,9 @@ class Bench:
         self.key = base / "client" / "id_ed25519"
         self.known_hosts = base / "known_hosts"
         self.work = base / "work"
-        self.control = base / "control"  # the ssh.persist holder's private folder
+        # The ssh.persist holder's folder: the default one, $XDG_RUNTIME_DIR/rollout, with
+        # XDG_RUNTIME_DIR set to a folder of this run (main), as a user's session sets it.
+        self.control = base / "xdg" / "rollout"
         self.app_pidfiles: list[Path] = []
 
     # --- hosts ---------------------------------------------------------------------------------
@@ -325,7 +328,6 @@ class Bench:
                     known_hosts=self.known_hosts,
                     key=self.key,
                     persist=persist,
-                    control=self.control,
                     parallel=HOSTS,
                     bench="\n".join(self.host_yaml(s) for s in self.servers),
                     untrusted=self.host_yaml(self.untrusted),
@@ -747,6 +749,8 @@ def main() -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # clean up on SIGTERM too
     base = Path(tempfile.mkdtemp(prefix="rollout-fanout-"))
     os.chmod(base, 0o755)
+    (base / "xdg").mkdir(mode=0o700)
+    os.environ["XDG_RUNTIME_DIR"] = str(base / "xdg")  # every tool's process inherits it
     bench = Bench(base, max(args.rounds, 1))
     try:
         started = time.perf_counter()

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -197,3 +199,118 @@ def test_commands_files_and_streams_go_through_the_holder(
     assert lines == ["one", "two"]
     assert copied == local.read_bytes()
     assert logins(server) == 1
+
+
+# --- the quick path: a later `rollout exec` is answered by the holder itself ---------------------
+
+
+@pytest.fixture
+def runtime_dir() -> Iterator[Path]:
+    """An XDG_RUNTIME_DIR of the test's own: the holder's default folder is ``<it>/rollout``."""
+    directory = Path(tempfile.mkdtemp(prefix="xdg-"))  # short: a socket path has ~100 bytes
+    yield directory
+    pidfile = directory / "rollout" / "holder.pid"
+    if pidfile.exists():
+        os.kill(int(pidfile.read_text()), signal.SIGTERM)
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+def default_setup(fleet: Fleet, hosts: list[SshdHost]) -> Path:
+    """A runbook with ssh.persist and no control_dir, and a host variable from ${DEPLOY_TOKEN}."""
+    entries = "\n".join(f"      - {h.yaml()}" for h in hosts)
+    entries = entries.replace("{name:", "{vars: {token: '${DEPLOY_TOKEN}'}, name:", 1)
+    config = fleet.base / "rollout.yml"
+    config.write_text(
+        RUNBOOK.replace(", control_dir: '{control}'", "").format(
+            known_hosts=fleet.known_hosts, key=fleet.client_key, persist="60s", hosts=entries
+        )
+    )
+    return config
+
+
+def quick_rollout(
+    config: Path, runtime_dir: Path, *args: str, token: str = "s3cret-one"
+) -> subprocess.CompletedProcess[str]:
+    """`rollout exec` as a user runs it, telling which modules the process imported (stderr)."""
+    at = args.index("--") if "--" in args else len(args)
+    env = {**os.environ, "XDG_RUNTIME_DIR": str(runtime_dir), "DEPLOY_TOKEN": token}
+    return subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "rollout", *args[:at], "-c", str(config)]
+        + list(args[at:]),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+
+
+def imported(done: subprocess.CompletedProcess[str], module: str) -> bool:
+    return any(line.rstrip().endswith(f"| {module}") for line in done.stderr.splitlines())
+
+
+def test_a_held_run_is_answered_by_the_holder_without_loading_the_cli(
+    fleet: Fleet, runtime_dir: Path
+) -> None:
+    hosts = [fleet.add("web-1", "127.0.0.2"), fleet.add("web-2", "127.0.0.3")]
+    config = default_setup(fleet, hosts)
+    command = ("exec", "production", "--", "sh", "-c", 'echo "$0 $1"; exit 4', "a b;", "$(id)")
+
+    first = quick_rollout(config, runtime_dir, *command)
+    second = quick_rollout(config, runtime_dir, *command)
+
+    assert imported(first, "typer") and not imported(second, "typer")
+    assert not imported(second, "pydantic") and not imported(second, "asyncssh")
+    lines = [line.split(" 0.")[0] for line in second.stdout.splitlines()]  # without the timings
+    assert lines == [line.split(" 0.")[0] for line in first.stdout.splitlines()]
+    assert lines == ["── web-1 exit 4", "a b; $(id)", "── web-2 exit 4", "a b; $(id)"]
+    assert (first.returncode, second.returncode) == (1, 1)
+    assert [logins(h) for h in hosts] == [1, 1]
+
+
+def test_the_holder_reads_the_runbook_with_the_callers_secrets_and_redacts_them(
+    fleet: Fleet, runtime_dir: Path
+) -> None:
+    config = default_setup(fleet, [fleet.add("web-1", "127.0.0.2")])
+    quick_rollout(config, runtime_dir, "exec", "production", "--", "true", token="s3cret-one")
+
+    done = quick_rollout(
+        config, runtime_dir, "exec", "production", "--", "echo", "s3cret-two", token="s3cret-two"
+    )
+
+    assert not imported(done, "typer")
+    assert done.returncode == 0 and "s3cret-two" not in done.stdout
+    assert done.stdout.splitlines()[1] == "[secret:DEPLOY_TOKEN]"
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "said"),
+    [
+        (("exec", "staging", "--", "true"), 2, "no environment named 'staging'"),
+        (("exec", "production", "--role", "db", "--", "true"), 2, "no host of production has role"),
+        (("exec", "production", "--json", "--", "true"), 0, '"exit_status": 0'),
+    ],
+)
+def test_what_the_holder_cannot_answer_exactly_takes_the_normal_path(
+    fleet: Fleet, runtime_dir: Path, args: tuple[str, ...], code: int, said: str
+) -> None:
+    config = default_setup(fleet, [fleet.add("web-1", "127.0.0.2")])
+    assert quick_rollout(config, runtime_dir, "exec", "production", "--", "true").returncode == 0
+
+    done = quick_rollout(config, runtime_dir, *args)
+
+    assert imported(done, "typer")
+    assert done.returncode == code
+    assert said in done.stdout + done.stderr
+
+
+def test_the_quick_path_sends_nothing_through_a_folder_others_can_open(
+    fleet: Fleet, runtime_dir: Path
+) -> None:
+    config = default_setup(fleet, [fleet.add("web-1", "127.0.0.2")])
+    assert quick_rollout(config, runtime_dir, "exec", "production", "--", "true").returncode == 0
+    (runtime_dir / "rollout").chmod(0o755)
+
+    done = quick_rollout(config, runtime_dir, "exec", "production", "--", "true")
+
+    assert done.returncode == 3
+    assert "is not a private folder" in done.stderr

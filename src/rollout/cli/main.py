@@ -7,41 +7,49 @@ answers quickly: the benchmark in benchmarks/cli_startup.py holds it under 0.3 s
 from __future__ import annotations
 
 import sys
+from types import ModuleType
+from typing import TYPE_CHECKING
 
-import typer
-from typer.main import get_command_name
+if TYPE_CHECKING:
+    import typer
 
-from rollout.cli import (
-    admin,
-    checks,
-    ci,
-    db,
-    deploy,
-    fleet,
-    grade,
-    incidents,
-    inspect,
-    kpi,
-    monitor,
-    readiness,
-    watch,
-)
 
-MODULES = (
-    deploy,
-    inspect,
-    checks,
-    readiness,
-    admin,
-    fleet,
-    grade,
-    db,
-    incidents,
-    kpi,
-    monitor,
-    watch,
-    ci,
-)
+def modules() -> tuple[ModuleType, ...]:
+    """The command modules, each with ``register(app)``; imported only when a command is parsed
+    (``run`` first tries the quick path, cli/quick.py, which needs none of them)."""
+    from rollout.cli import (
+        admin,
+        checks,
+        ci,
+        db,
+        deploy,
+        fleet,
+        grade,
+        incidents,
+        inspect,
+        kpi,
+        monitor,
+        readiness,
+        watch,
+    )
+
+    return (
+        deploy,
+        inspect,
+        checks,
+        readiness,
+        admin,
+        fleet,
+        grade,
+        db,
+        incidents,
+        kpi,
+        monitor,
+        watch,
+        ci,
+    )
+
+
 HELP = "Run a production rollout runbook: gates, deploy, verify, roll back, on the record."
 
 
@@ -53,6 +61,8 @@ def build(argv: list[str]) -> typer.Typer:
     module of the command asked for is registered (click's "lazily loaded subcommands"); with
     no command, or one not known, all of them, for the help and the error.
     """
+    import typer
+
     app = typer.Typer(
         name="rollout",
         help=HELP,
@@ -67,13 +77,17 @@ def build(argv: list[str]) -> typer.Typer:
         pass
 
     word = next((a for a in argv if not a.startswith("-")), None)
-    chosen = [m for m in MODULES if word is not None and word in _command_names(m)]
-    for module in chosen or MODULES:
+    every = modules()
+    chosen = [m for m in every if word is not None and word in _command_names(m)]
+    for module in chosen or every:
         module.register(app)
     return app
 
 
 def _command_names(module: object) -> set[str]:
+    import typer
+    from typer.main import get_command_name
+
     scratch = typer.Typer()
     module.register(scratch)  # type: ignore[attr-defined]
     names = {
@@ -86,6 +100,14 @@ def _command_names(module: object) -> set[str]:
 
 def run() -> None:
     """Entry point: map every expected error to its exit code (DESIGN.md: 0, 1, 2, 3)."""
+    from rollout.cli import quick
+
+    answered = quick.attempt(sys.argv[1:])
+    if answered is not None:
+        sys.exit(answered)
+
+    import typer
+
     from rollout.errors import RolloutError
 
     try:

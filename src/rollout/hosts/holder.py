@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from rollout.config import HostConfig, SshSettings
-from rollout.hosts.mux import PIDFILE, SOCKET, error_data, private_dir
+from rollout.control_dir import SOCKET
+from rollout.hosts.mux import PIDFILE, control_dir, destination, error_data, private_dir
 from rollout.hosts.ssh import SshHost, known_hosts_path
 
 REAP_EVERY = 0.5  # seconds between looks for idle connections
@@ -84,6 +85,9 @@ class Holder:
                 self.stopping.set()
                 await self.close_all()
                 return
+            if request["op"] == "exec":
+                await _send(writer, await self.run_exec(request))
+                return
             held = self.destination(request)
             held.busy += 1
             try:
@@ -121,6 +125,47 @@ class Holder:
             await _send(writer, {"ok": None})
         else:
             raise ValueError(f"unknown request {op!r}")
+
+    async def run_exec(self, request: dict[str, Any]) -> dict[str, Any]:
+        """``rollout exec`` done here for the quick path (cli/quick.py), on the held connections.
+
+        ``{"ok": results}`` only when this is exactly what the normal path would do; otherwise
+        ``{"fallback": why}``, and the caller runs the normal path, which reports any error.
+        """
+        from rollout.config import load_runbook
+        from rollout.engine import fleet
+        from rollout.engine.targets import targets_for
+        from rollout.errors import RolloutError
+
+        name = request["env"]
+        try:
+            runbook = load_runbook(Path(request["config"]), environ=request["environ"])
+            specs = runbook.environment(name).hosts
+            if runbook.ssh.persist.total_seconds() <= 0 or any(s.kind != "ssh" for s in specs):
+                return {"fallback": "not every host is an SSH host with ssh.persist"}
+            if control_dir(runbook.ssh, runbook.config_dir).resolve() != self.directory.resolve():
+                return {"fallback": "the runbook's ssh.control_dir is another folder"}
+            held = {
+                s.name: self.destination(destination(s, runbook.ssh, runbook.config_dir))
+                for s in specs
+            }
+            targets = targets_for(runbook, name, {n: h.host for n, h in held.items()})
+            chosen = fleet.select(runbook, name, targets, request["role"])
+        except RolloutError as exc:
+            return {"fallback": exc.message}
+        for h in held.values():
+            h.busy += 1
+        try:
+            done = await fleet.run_everywhere(
+                chosen, request["command"], parallel=runbook.environment(name).parallel
+            )
+        finally:
+            now = asyncio.get_running_loop().time()
+            for h in held.values():
+                h.busy -= 1
+                h.last_used = now
+        results = [{**r.__dict__, "output": runbook.redactor.redact(r.output)} for r in done]
+        return {"ok": results}
 
     @staticmethod
     def _same_user(writer: asyncio.StreamWriter) -> bool:

@@ -37,10 +37,10 @@ from typing import Any
 from pydantic import BaseModel
 
 from rollout.config import HostConfig, SshSettings
+from rollout.control_dir import SOCKET, default_control_dir
 from rollout.errors import CommandFailed, HostError, InfrastructureError
 from rollout.hosts.base import CommandResult
 
-SOCKET = "holder.sock"
 PIDFILE = "holder.pid"
 LOG = "holder.log"
 START_TIMEOUT = 15.0  # the holder imports asyncssh and pydantic before it listens
@@ -54,8 +54,7 @@ def control_dir(settings: SshSettings, config_dir: Path) -> Path:
     if settings.control_dir:
         path = Path(settings.control_dir).expanduser()
         return path if path.is_absolute() else config_dir / path
-    runtime = os.environ.get("XDG_RUNTIME_DIR")
-    return Path(runtime) / "rollout" if runtime else Path(f"/tmp/rollout-{os.getuid()}")  # noqa: S108 (checked private)
+    return default_control_dir()
 
 
 def private_dir(path: Path) -> Path:
@@ -86,6 +85,11 @@ def _data(model: BaseModel) -> dict[str, Any]:
         value = getattr(model, name)
         plain[name] = value.total_seconds() if isinstance(value, timedelta) else value
     return plain
+
+
+def destination(spec: HostConfig, settings: SshSettings, config_dir: Path) -> dict[str, Any]:
+    """What names one held connection in a request: the host entry, the SSH settings, the folder."""
+    return {"host": _data(spec), "ssh": _data(settings), "config_dir": str(config_dir)}
 
 
 def error_from(data: Mapping[str, Any]) -> InfrastructureError:
@@ -123,7 +127,7 @@ class MuxHost:
         self.config_dir = config_dir
         self.directory = control_dir(settings, config_dir)
         self._checked = False
-        self._where = {"host": _data(spec), "ssh": _data(settings), "config_dir": str(config_dir)}
+        self._where = destination(spec, settings, config_dir)
 
     @property
     def name(self) -> str:
