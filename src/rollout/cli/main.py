@@ -30,6 +30,7 @@ def modules() -> tuple[ModuleType, ...]:
         kpi,
         monitor,
         readiness,
+        report,
         watch,
     )
 
@@ -44,6 +45,7 @@ def modules() -> tuple[ModuleType, ...]:
         db,
         incidents,
         kpi,
+        report,
         monitor,
         watch,
         ci,
