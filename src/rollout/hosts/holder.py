@@ -47,22 +47,29 @@ class Holder:
     last_request: float = 0.0
     persist: float = 5.0  # how long to wait for the first request before leaving
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    # Validated (host, settings, known_hosts path) by the request's raw data: every command
+    # of a run names the same few destinations, and validating them again costs the CPU the
+    # caller shares with this process.
+    parsed: dict[str, tuple[HostConfig, SshSettings, Path]] = field(default_factory=dict)
 
     def destination(self, request: dict[str, Any]) -> Held:
         """The held connection for this request's host, made (not yet connected) when new."""
-        spec = HostConfig.model_validate(request["host"])
-        settings = SshSettings.model_validate(request["ssh"])
+        raw = json.dumps([request["host"], request["ssh"], request["config_dir"]], sort_keys=True)
+        if raw not in self.parsed:
+            settings = SshSettings.model_validate(request["ssh"])
+            self.parsed[raw] = (
+                HostConfig.model_validate(request["host"]),
+                settings,
+                known_hosts_path(settings, Path(request["config_dir"])),
+            )
+        spec, settings, known = self.parsed[raw]
         config_dir = Path(request["config_dir"])
-        known = known_hosts_path(settings, config_dir)
         try:
             trust = known.stat()
             trusted_as = [trust.st_ino, trust.st_mtime_ns, trust.st_size]
         except OSError:
             trusted_as = None  # SshHost says what is wrong when it connects
-        identity = json.dumps(
-            [request["host"], request["ssh"], request["config_dir"], trusted_as], sort_keys=True
-        )
-        key = hashlib.sha256(identity.encode()).hexdigest()
+        key = hashlib.sha256(f"{raw}{trusted_as}".encode()).hexdigest()
         now = asyncio.get_running_loop().time()
         persist = settings.persist.total_seconds()
         self.persist = max(self.persist, persist)
