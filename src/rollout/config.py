@@ -141,6 +141,21 @@ def _check_duration_key(value: str) -> str:
     return value
 
 
+def _parse_follow_up(value: object) -> str | dict[str, str]:
+    """A post-deployment activity: ``retrospective``, or ``{retrospective: alice}`` with its owner."""
+    if isinstance(value, str) and value.strip():
+        return value.strip()
+    if isinstance(value, dict) and len(value) == 1:
+        ((name, owner),) = value.items()
+        if isinstance(name, str) and isinstance(owner, str) and name.strip() and owner.strip():
+            return {name.strip(): owner.strip()}
+    raise PydanticCustomError(
+        "follow_up",
+        "expected an activity name, or one `activity: owner` pair (got {got})",
+        {"got": _shown(value)},
+    )
+
+
 # As data (JSON) a duration is its number of seconds, which parse_duration reads back.
 Duration = Annotated[
     timedelta,
@@ -152,6 +167,7 @@ Batch = Annotated[int | str, PlainValidator(_parse_batch)]
 Slug = Annotated[str, AfterValidator(_check_slug)]
 HostName = Annotated[str, AfterValidator(_check_host_name)]
 DurationKey = Annotated[str, AfterValidator(_check_duration_key)]
+FollowUpItem = Annotated[str | dict[str, str], PlainValidator(_parse_follow_up)]
 
 
 class _Section(BaseModel):
@@ -664,7 +680,9 @@ class Runbook(_Section):
     incidents: Incidents = Field(default_factory=Incidents)
     notify: Notify = Field(default_factory=Notify)
     people: People = Field(default_factory=People)
-    followups: dict[DurationKey, list[str]] = Field(default_factory=dict)
+    # Post-deployment activities by time after the deployment finished: a name, or
+    # `{name: owner}` to name who owns it (rollout.followups.activities: names and owners).
+    followups: dict[DurationKey, list[FollowUpItem]] = Field(default_factory=dict)
     kpi: Kpi = Field(default_factory=Kpi)
 
     _source: Path = PrivateAttr(default_factory=lambda: Path("rollout.yml"))

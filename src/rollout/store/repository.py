@@ -11,7 +11,7 @@ import json
 import secrets
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, overload
@@ -48,6 +48,29 @@ if TYPE_CHECKING:
 # Step output is an excerpt: the end of a failing command's output is what explains it.
 OUTPUT_LIMIT = 4000
 _ELLIPSIS = "[...]\n"
+
+
+FOLLOW_UP_STATUSES = ("pending", "done", "failed")
+
+
+@dataclass(frozen=True)
+class FollowUpRecord:
+    """A post-deployment activity: due some time after its deployment, open until done.
+
+    ``result`` is what doing it found: a person's note, or an automatic action's JSON.
+    ``env`` and ``tag`` are its deployment's, for listing without a second read.
+    """
+
+    id: int
+    deployment_id: int
+    env: str
+    tag: str
+    activity: str
+    owner: str | None
+    due_at: datetime
+    status: str  # pending, done, failed (an automatic attempt that errored; retried)
+    done_at: datetime | None
+    result: str | None
 
 
 class Redacts(Protocol):
@@ -503,6 +526,95 @@ class Store:
             query = query.where(t.c.status != "resolved")
         with self._reading() as conn:
             return [IncidentRecord(**r._mapping) for r in conn.execute(query)]
+
+    # --- follow-ups after a deployment -------------------------------------------------------
+
+    def add_follow_ups(self, deployment_id: int, items: Sequence[Mapping[str, Any]]) -> list[int]:
+        """Rows of (activity, owner, due_at), all pending; one transaction, ids in order."""
+        ids = []
+        with self._writing() as conn:
+            for item in items:
+                values = dict(
+                    deployment_id=deployment_id,
+                    activity=self._redact(item["activity"]),
+                    owner=self._redact(item.get("owner")),
+                    due_at=item["due_at"],
+                    status="pending",
+                )
+                key = conn.execute(insert(schema.follow_ups).values(values)).inserted_primary_key
+                assert key is not None  # a single-row INSERT always reports its key
+                ids.append(int(key[0]))
+        return ids
+
+    def follow_ups(
+        self,
+        *,
+        env: str | None = None,
+        deployment_id: int | None = None,
+        status: str | Sequence[str] | None = None,
+        due_by: datetime | None = None,
+    ) -> list[FollowUpRecord]:
+        """Follow-ups matching every filter given (``due_by``: due at or before it), soonest
+        due first."""
+        f, d = schema.follow_ups, schema.deployments
+        query = (
+            select(f, d.c.env, d.c.tag)
+            .select_from(f.join(d, f.c.deployment_id == d.c.id))
+            .order_by(f.c.due_at, f.c.id)
+        )
+        if env is not None:
+            query = query.where(d.c.env == env)
+        if deployment_id is not None:
+            query = query.where(f.c.deployment_id == deployment_id)
+        if status is not None:
+            query = query.where(f.c.status.in_([status] if isinstance(status, str) else status))
+        if due_by is not None:
+            query = query.where(f.c.due_at <= due_by)
+        with self._reading() as conn:
+            return [FollowUpRecord(**row._mapping) for row in conn.execute(query)]
+
+    def follow_up(self, follow_up_id: int) -> FollowUpRecord:
+        f, d = schema.follow_ups, schema.deployments
+        query = (
+            select(f, d.c.env, d.c.tag)
+            .select_from(f.join(d, f.c.deployment_id == d.c.id))
+            .where(f.c.id == follow_up_id)
+        )
+        with self._reading() as conn:
+            row = conn.execute(query).first()
+        if row is None:
+            raise StoreError(f"no follow-up {follow_up_id}")
+        return FollowUpRecord(**row._mapping)
+
+    def finish_follow_up(
+        self,
+        follow_up_id: int,
+        *,
+        result: str | Mapping[str, Any],
+        status: str = "done",
+        done_at: datetime | None = None,
+    ) -> bool:
+        """Record what doing a follow-up found. Only an open one (pending, or failed and being
+        retried) is changed: False when it was done already, by someone else meanwhile."""
+        if status not in FOLLOW_UP_STATUSES[1:]:
+            raise StoreError(f"a follow-up ends done or failed, not {status!r}")
+        text_result = (
+            self._redact(result)
+            if isinstance(result, str)
+            else json.dumps(self._redact_tree(dict(result)), sort_keys=True, default=str)
+        )
+        f = schema.follow_ups
+        query = (
+            sql_update(f)
+            .where(f.c.id == follow_up_id, f.c.status.in_(["pending", "failed"]))
+            .values(status=status, done_at=done_at or utcnow(), result=text_result)
+        )
+        with self._writing() as conn:
+            if conn.execute(query).rowcount == 1:
+                return True
+            if conn.execute(select(f.c.id).where(f.c.id == follow_up_id)).first() is None:
+                raise StoreError(f"no follow-up {follow_up_id}")
+        return False
 
     # --- backups of the app's database ---------------------------------------------------------
 
