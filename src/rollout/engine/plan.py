@@ -183,6 +183,8 @@ def plan_deploy(
         PlannedStep(Phase.FINALIZE, "prune", h, f"keep the last {runbook.release.keep} releases")
         for h in names
     ]
+    if runbook.followups:
+        steps.append(PlannedStep(Phase.FINALIZE, "followups", None, _followups_detail(runbook)))
     return Plan(
         kind=Kind.DEPLOY,
         app=runbook.app,
@@ -290,6 +292,11 @@ def plan_rollback(
         reason=reason,
         database_backup=database_backup,
     )
+
+
+def _followups_detail(runbook: Runbook) -> str:
+    counts = ", ".join(f"{len(items)} at +{after}" for after, items in runbook.followups.items())
+    return f"plan the post-deployment follow-ups ({counts}): rollout followups"
 
 
 def _readiness_steps(runbook: Runbook) -> list[PlannedStep]:

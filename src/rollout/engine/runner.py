@@ -11,6 +11,7 @@ Safety rules it enforces (DESIGN.md, "Safety first in ordering"):
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -602,22 +603,34 @@ class Runner:
         )
 
     async def _finalize(self) -> None:
-        """Pruning old releases is housekeeping: a failure is reported, never fails the deploy."""
+        """Pruning old releases and planning the follow-ups are housekeeping: a failure is
+        reported, never fails the deploy."""
         for step in self.plan.steps_in(Phase.FINALIZE):
             target = self.targets[step.host] if step.host else None
-            if target is None or target.name in self.excluded:
+            if step.name == "followups":
+                action = self.store_actions.get("followups", self._followups)
+            elif target is not None and target.name not in self.excluded:
+                action = functools.partial(self._prune, target)
+            else:
                 continue
-
-            async def prune(target: Target = target) -> str:
-                removed = await self.runtime.prune(target, self.runbook.release.keep)
-                return f"removed {', '.join(removed)}" if removed else "nothing to remove"
-
             try:
-                await self._step(step, prune)
+                await self._step(step, action)
             except StepFailed as failure:
+                where = f" on {step.host}" if step.host else ""
                 self.events.emit(
-                    Note(message=f"prune on {step.host} failed: {failure.reason}", level="warn")
+                    Note(message=f"{step.name}{where} failed: {failure.reason}", level="warn")
                 )
+
+    async def _prune(self, target: Target) -> str:
+        removed = await self.runtime.prune(target, self.runbook.release.keep)
+        return f"removed {', '.join(removed)}" if removed else "nothing to remove"
+
+    async def _followups(self) -> str:
+        """Due from now, the deployment's end, in the runbook's store (a caller holding the
+        store open may give its own action as ``store_actions["followups"]``)."""
+        from rollout.followups.schedule import schedule_after
+
+        return await asyncio.to_thread(schedule_after, self.runbook, self.deployment_id, utcnow())
 
     # --- failure ---------------------------------------------------------------------------
 
