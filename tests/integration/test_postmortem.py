@@ -220,7 +220,7 @@ def cli(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )  # fmt: skip
 
 
-def test_a_real_level_3_rollback_drafts_with_its_recorded_times(tmp_path: Path) -> None:
+def test_a_real_level_3_rollback_writes_its_draft_with_the_recorded_times(tmp_path: Path) -> None:
     build_artifacts(
         tmp_path,
         [
@@ -237,10 +237,11 @@ def test_a_real_level_3_rollback_drafts_with_its_recorded_times(tmp_path: Path) 
             subprocess.run(["kill", pidfile.read_text().strip()], capture_output=True)
     (incident,) = json.loads(cli(tmp_path, "incidents", "--json").stdout)
 
-    done = cli(tmp_path, "postmortem", str(incident["id"]))
-
-    assert done.returncode == 0, done.stdout + done.stderr
+    # The level's `postmortem` action wrote the draft once the rollback mitigated the incident.
     text = (tmp_path / ".rollout" / "postmortems" / f"incident-{incident['id']}.md").read_text()
+    assert cli(tmp_path, "postmortem", str(incident["id"])).returncode == 2  # kept, not redone
+    again = cli(tmp_path, "postmortem", str(incident["id"]), "--out", "-")
+    assert again.returncode == 0 and "## Timeline" in again.stdout
     for key in ("impact_start", "detected_at", "mitigated_at"):
         stamp = datetime.fromisoformat(incident[key]).strftime("%Y-%m-%d %H:%M:%S UTC")
         assert stamp in text, key

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
     from rollout.config import Runbook
     from rollout.followups import Done
-    from rollout.store.repository import FollowUpRecord
+    from rollout.store import FollowUpRecord
 
 
 class _ListByDefault(TyperGroup):

@@ -22,7 +22,7 @@ from rollout.engine.plan import Plan, plan_checks, plan_deploy, plan_rollback
 from rollout.engine.record import JsonlSink, StoreSink
 from rollout.engine.runner import Runner, RunResult
 from rollout.engine.targets import close_targets, open_targets
-from rollout.errors import BadInput, RollbackRefused
+from rollout.errors import BadInput, RollbackRefused, RolloutError
 from rollout.model import HostState, Kind, Outcome, Phase, Release, utcnow
 from rollout.notify.sink import notify_sink
 from rollout.runtimes import Runtime, Target, make_runtime
@@ -243,8 +243,30 @@ async def _execute(
             # Mitigated: every host is back on the release it ran before, and healthy.
             store.update_incident(runner.incident_id, mitigated_at=utcnow(), status="mitigated")
             fanout.emit(Note(message=f"incident #{runner.incident_id} mitigated: rolled back"))
+            _draft_postmortem(runbook, store, runner.incident_id, fanout)
         result.previous_tag = _common(runner.before)
     return Report(plan=plan, deployment_id=deployment_id, result=result, event_log=log.path)
+
+
+def _draft_postmortem(runbook: Runbook, store: Store, incident_id: int, fanout: Fanout) -> None:
+    """The level's ``postmortem`` action: a draft from the records, once the incident is
+    mitigated (its timeline is then complete up to the rollback). A draft that cannot be
+    written is said, never raised: the release is already back."""
+    from rollout.monitor.incidents import level_actions
+    from rollout.notify import postmortem
+
+    if "postmortem" not in level_actions(runbook.incidents, store.incident(incident_id).level):
+        return
+    path = postmortem.default_path(runbook, incident_id)
+    try:
+        text = postmortem.draft(store, incident_id, now=utcnow(), runbook=runbook)
+        postmortem.write(path, text)
+    except (RolloutError, OSError) as exc:
+        fanout.emit(
+            Note(message=f"post-mortem draft for incident #{incident_id} not written: {exc}")
+        )
+        return
+    fanout.emit(Note(message=f"post-mortem draft for incident #{incident_id}: {path}"))
 
 
 def _backup_to_restore(runbook: Runbook, store: Store, env: str, database: bool | Path) -> Path:

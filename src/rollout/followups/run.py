@@ -11,8 +11,7 @@ from rollout.errors import BadInput, RolloutError, StoreError
 from rollout.followups.activities import AUTOMATIC, Action
 from rollout.followups.finding import Finding
 from rollout.notify.channels import Channel, Failure, Level, Message, Notifier
-from rollout.store import Store
-from rollout.store.repository import FollowUpRecord
+from rollout.store import FollowUpRecord, Store
 
 OPEN = ("pending", "failed")  # a failed automatic attempt is tried again by the next run
 

@@ -9,8 +9,7 @@ from datetime import datetime, timedelta
 
 from rollout.config import Runbook
 from rollout.followups.activities import Activity, Kind, activities, owner_of
-from rollout.store import Store
-from rollout.store.repository import FollowUpRecord
+from rollout.store import FollowUpRecord, Store
 
 
 @dataclass(frozen=True)

@@ -68,6 +68,12 @@ class Open:
     level_since: datetime
 
 
+def level_actions(incidents: Incidents, number: int) -> list[str]:
+    """The actions the runbook gives incident level ``number`` (level 3 has defaults)."""
+    level = getattr(incidents, f"level{number}", None) or (DEFAULT_LEVEL3 if number == 3 else None)
+    return list(level.actions) if level is not None else []
+
+
 class Responder:
     def __init__(self, incidents: Incidents, metrics: Mapping[str, Metric]) -> None:
         self.metrics = metrics

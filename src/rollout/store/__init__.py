@@ -8,6 +8,7 @@ from rollout.store.records import (
     ApprovalRecord,
     CheckRecord,
     DeploymentRecord,
+    FollowUpRecord,
     LockInfo,
     StepRecord,
 )
@@ -20,6 +21,7 @@ __all__ = [
     "AuditReport",
     "CheckRecord",
     "DeploymentRecord",
+    "FollowUpRecord",
     "LockInfo",
     "Redacts",
     "StepRecord",

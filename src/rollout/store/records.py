@@ -162,3 +162,23 @@ class SampleRecord:
     value: float | None
     ok: bool | None
     labels: dict[str, str]
+
+
+@dataclass(frozen=True)
+class FollowUpRecord:
+    """A post-deployment activity: due some time after its deployment, open until done.
+
+    ``result`` is what doing it found: a person's note, or an automatic action's JSON.
+    ``env`` and ``tag`` are its deployment's, for listing without a second read.
+    """
+
+    id: int
+    deployment_id: int
+    env: str
+    tag: str
+    activity: str
+    owner: str | None
+    due_at: datetime
+    status: str  # pending, done, failed (an automatic attempt that errored; retried)
+    done_at: datetime | None
+    result: str | None

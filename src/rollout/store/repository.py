@@ -11,7 +11,7 @@ import json
 import secrets
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, overload
@@ -33,6 +33,7 @@ from rollout.store.records import (
     BackupRecord,
     CheckRecord,
     DeploymentRecord,
+    FollowUpRecord,
     IncidentRecord,
     LockInfo,
     SampleRecord,
@@ -51,26 +52,6 @@ _ELLIPSIS = "[...]\n"
 
 
 FOLLOW_UP_STATUSES = ("pending", "done", "failed")
-
-
-@dataclass(frozen=True)
-class FollowUpRecord:
-    """A post-deployment activity: due some time after its deployment, open until done.
-
-    ``result`` is what doing it found: a person's note, or an automatic action's JSON.
-    ``env`` and ``tag`` are its deployment's, for listing without a second read.
-    """
-
-    id: int
-    deployment_id: int
-    env: str
-    tag: str
-    activity: str
-    owner: str | None
-    due_at: datetime
-    status: str  # pending, done, failed (an automatic attempt that errored; retried)
-    done_at: datetime | None
-    result: str | None
 
 
 class Redacts(Protocol):
