@@ -294,7 +294,17 @@ def _store_work(
     deployment_id: int,
     options: Options,
 ) -> None:
-    """Give the runner what needs the store: the backup phase and the recorded freshness gate."""
+    """Give the runner what needs the store: the monitoring window, the follow-ups, the backup
+    phase, the migrations and the recorded freshness gate."""
+    if any(step.name == "followups" for step in plan.steps_in(Phase.FINALIZE)):
+        from rollout.followups.schedule import describe, schedule
+
+        async def plan_followups() -> str:
+            finished_at = utcnow()  # due from the deployment's end, which is now
+            records = await asyncio.to_thread(schedule, runbook, store, deployment_id, finished_at)
+            return describe(records, finished_at)
+
+        runner.store_actions["followups"] = plan_followups
     if plan.steps_in(Phase.MONITOR):
         from rollout.monitor.session import window_action
 

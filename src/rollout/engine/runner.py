@@ -608,7 +608,9 @@ class Runner:
         for step in self.plan.steps_in(Phase.FINALIZE):
             target = self.targets[step.host] if step.host else None
             if step.name == "followups":
-                action = self.store_actions.get("followups", self._followups)
+                if "followups" not in self.store_actions:
+                    continue  # a run without the store (the operations give the action)
+                action = self.store_actions["followups"]
             elif target is not None and target.name not in self.excluded:
                 action = functools.partial(self._prune, target)
             else:
@@ -624,13 +626,6 @@ class Runner:
     async def _prune(self, target: Target) -> str:
         removed = await self.runtime.prune(target, self.runbook.release.keep)
         return f"removed {', '.join(removed)}" if removed else "nothing to remove"
-
-    async def _followups(self) -> str:
-        """Due from now, the deployment's end, in the runbook's store (a caller holding the
-        store open may give its own action as ``store_actions["followups"]``)."""
-        from rollout.followups.schedule import schedule_after
-
-        return await asyncio.to_thread(schedule_after, self.runbook, self.deployment_id, utcnow())
 
     # --- failure ---------------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ a manual one. Results are kept in the store's ``follow_ups`` records.
 from rollout.followups.activities import AUTOMATIC, Action, Activity, activities, kind_of
 from rollout.followups.finding import Finding
 from rollout.followups.run import Done, announce, due, mark_done, perform, run_due
-from rollout.followups.schedule import Planned, describe, plan, schedule, schedule_after
+from rollout.followups.schedule import Planned, describe, plan, schedule
 
 __all__ = [
     "AUTOMATIC",
@@ -28,5 +28,4 @@ __all__ = [
     "plan",
     "run_due",
     "schedule",
-    "schedule_after",
 ]

@@ -64,15 +64,6 @@ def schedule(
     return store.follow_ups(deployment_id=deployment_id)
 
 
-def schedule_after(runbook: Runbook, deployment_id: int, finished_at: datetime) -> str:
-    """The deploy's finalize step: plan the follow-ups in the runbook's store; what to show."""
-    from rollout.store import open_store
-
-    with open_store(runbook.store_url, redactor=runbook.redactor) as store:
-        records = schedule(runbook, store, deployment_id, finished_at)
-    return describe(records, finished_at)
-
-
 def describe(records: list[FollowUpRecord], finished_at: datetime) -> str:
     if not records:
         return "no follow-ups in the runbook"
