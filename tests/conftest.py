@@ -1,4 +1,5 @@
 pytest_plugins = [
+    "tests.fixtures.browser",
     "tests.fixtures.tls",  # before headers, which builds its certificates with it
     "tests.fixtures.headers",
     "tests.fixtures.podman",

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 from playwright.sync_api import Page
 
-from tests.fixtures.browser import browser, page, serve  # noqa: F401 (fixtures)
+from tests.fixtures.browser import serve
 from tests.integration.test_report import History, make_history
 
 
@@ -47,7 +47,7 @@ def _ink(png: bytes) -> float:
 
 
 def test_the_kpi_page_renders_its_charts_and_figures(
-    page: Page,  # noqa: F811 (the fixture)
+    page: Page,
     pages: tuple[History, Path],
 ) -> None:
     url = (pages[1] / "kpi.html").as_uri()
@@ -71,7 +71,7 @@ def test_the_kpi_page_renders_its_charts_and_figures(
 
 
 def test_a_deployment_report_shows_hostile_text_as_text(
-    page: Page,  # noqa: F811 (the fixture)
+    page: Page,
     pages: tuple[History, Path],
 ) -> None:
     seen = _watch(page)

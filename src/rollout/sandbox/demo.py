@@ -148,6 +148,9 @@ def _summary(
         f"{rollout} status production --config {config}",
         f"{rollout} deploy production {results[0][2].plan.tag} --dry-run --config {config}",
         f"{rollout} audit verify --config {config}",
+        f"{rollout} kpi --config {config}",
+        f"{rollout} report --kpi --out {root / 'kpi.html'} --config {config}",
+        f"{rollout} followups production --config {config}",
     ):
         console.print(f"  {command}", highlight=False, markup=False)
     if not keep_running:
