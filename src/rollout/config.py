@@ -545,7 +545,7 @@ class Metric(_Section):
         extra="forbid", frozen=True, defer_build=True, coerce_numbers_to_str=True
     )
 
-    source: Literal["probe", "prometheus", "host", "logs"]
+    source: Literal["probe", "prometheus", "host", "database", "logs"]
     query: str | None = None
     stat: Literal["p50", "p90", "p95", "p99", "mean", "error_rate", "health"] | None = None
     max: str | None = None

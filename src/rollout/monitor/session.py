@@ -20,9 +20,16 @@ import httpx
 
 from rollout.config import Runbook
 from rollout.errors import GateFailed
-from rollout.model import CheckStatus, utcnow
+from rollout.model import utcnow
 from rollout.monitor.incidents import TITLES, Decision, Reading, Responder
-from rollout.monitor.sources import HostStatsSource, ProbeSource, PrometheusSource, Sample, Source
+from rollout.monitor.sources import (
+    DatabaseSource,
+    HostStatsSource,
+    ProbeSource,
+    PrometheusSource,
+    Sample,
+    Source,
+)
 from rollout.monitor.window import Outcome, Window, WindowResult
 from rollout.runtimes.base import Runtime, Target
 from rollout.store import Store
@@ -60,15 +67,8 @@ def build_window(
     if queries and monitor.sources.prometheus:
         sources.append(PrometheusSource(http, monitor.sources.prometheus, queries))
     database = runbook.environment(env).database
-    probe: Callable[[], Awaitable[bool]] | None = None
     if database is not None:
-
-        async def probe() -> bool:
-            from rollout.checks.database import check_database
-
-            result = await check_database(database.url, config_dir=runbook.config_dir)
-            return result.status is not CheckStatus.FAIL
-
+        sources.append(DatabaseSource(database.url, runbook.config_dir))
     window = Window(
         metrics=monitor.metrics,
         sources=sources,
@@ -77,7 +77,6 @@ def build_window(
         duration=duration,
         failure_limit=monitor.failure_limit,
         consecutive_error_limit=monitor.consecutive_error_limit,
-        database_probe=probe,
         health_path=health_path,
         slo=runbook.kpi.targets.availability / 100 if _uses_burn(runbook) else None,
     )

@@ -9,6 +9,7 @@ metric must not look healthy.
                        (connect, tls, first_byte, transfer), http_error, health
     PrometheusSource   one instant query per configured metric: one sample per series
     HostStatsSource    one command per host: cpu_percent, memory_percent, load1
+    DatabaseSource     a timed `SELECT 1` on the app's database: db_query_seconds
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Protocol
 
 import httpx
@@ -251,6 +253,35 @@ _READ_FIRST = (
     f"cat /proc/loadavg; head -n 1 /proc/stat; sleep {FIRST_CPU_SAMPLE_SECONDS:g}; "
     "head -n 1 /proc/stat; cat /proc/meminfo"
 )
+
+
+# --- the app's database --------------------------------------------------------------------
+
+DB_QUERY = "db_query_seconds"
+
+
+class DatabaseSource:
+    """The app's database, asked as the pre-flight check asks it: a connection and a timed
+    ``SELECT 1`` per interval. The sample ``db_query_seconds`` is the round trip of the query;
+    an error sample (the reason, never the URL's password) is the ``database down`` symptom.
+    The samples are what the database query time KPI is computed from."""
+
+    name = "database"
+
+    def __init__(self, url: str, config_dir: Path, *, timeout: float = 5.0) -> None:
+        self.url = url
+        self.config_dir = config_dir
+        self.timeout = timeout
+
+    async def collect(self) -> list[Sample]:
+        from rollout.checks.database import DatabaseDown, ask
+
+        at = utcnow()
+        try:
+            answer = await ask(self.url, timeout=self.timeout, config_dir=self.config_dir)
+        except DatabaseDown as down:
+            return [Sample(DB_QUERY, self.name, at, None, error=down.reason)]
+        return [Sample(DB_QUERY, self.name, at, answer.query_ms / 1000)]
 
 
 class HostStatsSource:

@@ -31,7 +31,7 @@ from rollout.monitor.judge import (
     Op,
 )
 from rollout.monitor.rules import probe_stat
-from rollout.monitor.sources import Sample, Source
+from rollout.monitor.sources import DB_QUERY, Sample, Source
 
 HOST_METRICS = {"cpu": "cpu_percent", "memory": "memory_percent", "load": "load1"}
 LOOKBACK = 5  # intervals of probe samples a percentile or an error rate is taken over
@@ -61,7 +61,6 @@ class Window:
     duration: timedelta
     failure_limit: int = 3
     consecutive_error_limit: int = 4
-    database_probe: Callable[[], Awaitable[bool]] | None = None  # True: the database answers
     # The previous release's probe latencies, recorded before the switch: compared with this
     # window's at its end (Mann-Whitney U, Kayenta's score). None: no comparison.
     baseline: Callable[[], Sequence[float]] | None = None
@@ -168,9 +167,7 @@ class Window:
             and s.value is not None
             and s.labels.get("path") != self.health_path
         ]
-        database_down = False
-        if self.database_probe is not None:
-            database_down = not await self.database_probe()
+        database_down = any(s.metric == DB_QUERY and s.value is None for s in samples)
         down = sorted({s.host or "?" for s in samples if s.metric == "health" and s.value == 0.0})
         values = {
             name: self._reduce(name, metric, samples) for name, metric in self.metrics.items()
@@ -240,6 +237,8 @@ class Window:
             return _worst([s for s in samples if s.source == "host" and s.metric == wanted])
         if metric.source == "prometheus":
             return _worst([s for s in samples if s.source == "prometheus" and s.metric == name])
+        if metric.source == "database":
+            return _worst([s for s in samples if s.source == "database" and s.metric == DB_QUERY])
         return None
 
     def _judge(self, reading: Reading) -> dict[str, str]:
@@ -273,9 +272,12 @@ def _failure_condition(metric: Metric) -> Condition:
 
 def _error_of(name: str, metric: Metric, samples: list[Sample]) -> str | None:
     """Why a metric has no value this interval: its source's error, when it gave one."""
-    wanted = {"probe": None, "host": HOST_METRICS.get(name, name), "prometheus": name}.get(
-        metric.source
-    )
+    wanted = {
+        "probe": None,
+        "host": HOST_METRICS.get(name, name),
+        "prometheus": name,
+        "database": DB_QUERY,
+    }.get(metric.source)
     for s in samples:
         if s.source == metric.source and s.error and (wanted is None or s.metric == wanted):
             return f"{s.source}: {s.error}"
