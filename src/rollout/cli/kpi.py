@@ -6,7 +6,15 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from rollout.cli.common import DEFAULT_CONFIG, ConfigOption, JsonOption, console, load, print_json
+from rollout.cli.common import (
+    DEFAULT_CONFIG,
+    ConfigOption,
+    JsonOption,
+    console,
+    kpi_scope,
+    load,
+    print_json,
+)
 
 if TYPE_CHECKING:
     from rollout.kpi import Figure, Report
@@ -28,25 +36,12 @@ def kpi_command(
 
     Example: rollout kpi --env production --since 30d
     """
-    from rollout.config import parse_duration
-    from rollout.errors import BadInput
     from rollout.kpi import for_runbook
-    from rollout.kpi.dora import frequency_target
     from rollout.model import utcnow
     from rollout.store import open_store
 
     runbook = load(config)
-    name = env or ("production" if "production" in runbook.environments else None)
-    name = name or next(iter(runbook.environments))
-    runbook.environment(name)  # an unknown name is bad input, with the known ones
-    try:
-        window = parse_duration(since)
-    except ValueError as exc:
-        raise BadInput(f"--since {since!r}: {exc}", hint="e.g. --since 90d or 4w") from exc
-    try:
-        frequency_target(runbook.kpi.targets.deployment_frequency)
-    except ValueError as exc:
-        raise BadInput(f"rollout.yml: kpi.targets.{exc}") from exc
+    name, window = kpi_scope(runbook, env, since)
     with open_store(runbook.store_url, redactor=runbook.redactor) as store:
         report = for_runbook(store.engine, runbook, name, window, utcnow())
     if as_json:

@@ -7,7 +7,15 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from rollout.cli.common import DEFAULT_CONFIG, ConfigOption, JsonOption, console, load, print_json
+from rollout.cli.common import (
+    DEFAULT_CONFIG,
+    ConfigOption,
+    JsonOption,
+    console,
+    kpi_scope,
+    load,
+    print_json,
+)
 
 if TYPE_CHECKING:
     from rollout.config import Runbook
@@ -100,19 +108,12 @@ def _deployment(
 def _kpi(
     runbook: Runbook, env: str | None, since: str, out: Path | None, png: Path | None
 ) -> list[Path]:
-    from rollout.config import parse_duration
     from rollout.errors import BadInput
     from rollout.model import utcnow
     from rollout.report import kpi_page, output
     from rollout.store import open_store
 
-    name = env or ("production" if "production" in runbook.environments else None)
-    name = name or next(iter(runbook.environments))
-    runbook.environment(name)  # an unknown name is bad input, with the known ones
-    try:
-        window = parse_duration(since)
-    except ValueError as exc:
-        raise BadInput(f"--since {since!r}: {exc}", hint="e.g. --since 90d or 12w") from exc
+    name, window = kpi_scope(runbook, env, since)
     if png is not None and png.suffix.lower() != ".png":
         raise BadInput(f"--png {png}: a PNG picture is written, so give it a .png name")
     page = out or Path("kpi.html")
