@@ -39,12 +39,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import Engine, delete, inspect, update
 
 from rollout.config import KpiTargets
-from rollout.kpi import Report, Window, compute, dora
+from rollout.kpi import Report, Window, compute, dora, queries
 from rollout.kpi.slo import Requests, budget
 from rollout.model import Kind, Outcome
-from rollout.store import Store, open_store
+from rollout.store import Store, open_store, schema
+from rollout.store.connect import MIGRATIONS, migrate
 
 T0 = datetime(2026, 11, 2, tzinfo=UTC)  # a Monday
 UNTIL = T0 + timedelta(days=14)
@@ -155,9 +157,13 @@ def samples(store: Store) -> None:
     )
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    with open_store(f"sqlite:///{tmp_path / 'rollout.db'}") as opened:
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    # Both backends: each keeps the derived lead times and hourly counts by its own triggers.
+    url = f"sqlite:///{tmp_path / 'rollout.db'}"
+    if request.param == "postgresql":
+        url = request.getfixturevalue("fresh_postgres_url")
+    with open_store(url) as opened:
         yield opened
 
 
@@ -240,6 +246,105 @@ def test_an_empty_store_gives_no_figures_rather_than_zeros(store: Store) -> None
     assert report.figure("availability").value is None
     assert report.figure("deployment_frequency").value == 0
     assert report.to_json()["figures"]["recovery_time"]["met"] is None
+
+
+def test_a_change_counts_from_its_first_deployment_even_one_recorded_later(store: Store) -> None:
+    # Commit x (committed day 0 09:00) ships on day 3 at 09:00: 3 days. A deployment of x
+    # that finished on day 1 at 09:00 is recorded afterwards (an imported history): now x
+    # shipped first on day 1, a lead time of 1 day, and no change is left from day 2 on.
+    later = Window(ENV, at(2, "00:00"), UNTIL)
+    deploy(store, 3, "09:00", sha="x", committed="09:00", commit_day=0)
+    assert compute(store.engine, later).facts.delivery.changes == 1
+    deploy(store, 1, "09:00", sha="x", committed="09:00", commit_day=0)
+    assert compute(store.engine, later).facts.delivery.changes == 0
+    whole = compute(store.engine, Window(ENV, T0, UNTIL)).facts.delivery
+    assert (whole.changes, whole.lead_from_commit.p50) == (1, pytest.approx(86400))
+
+
+def _probes(store: Store, day: int) -> None:
+    """One probe a minute through the day: minute m failed when m is a multiple of 100, and
+    its latency is m / 1000 s."""
+    start = at(day, "00:00")
+    minutes = [(m, start + timedelta(minutes=m)) for m in range(24 * 60)]
+    rows = [
+        {"metric": "http_error", "source": "probe", "at": t, "value": float(m % 100 == 0)}
+        for m, t in minutes
+    ]
+    rows += [
+        {"metric": "latency_seconds", "source": "probe", "at": t, "value": m / 1000}
+        for m, t in minutes
+    ]
+    store.add_samples(ENV, None, rows)
+
+
+def test_a_window_inside_hours_counts_its_partial_hours(store: Store) -> None:
+    # Day 3, from 05:30:30 to 10:00:30: minutes 331 to 600, 270 probes (whole hours 06:00
+    # to 10:00 from the hourly counts, 29 + 1 probes around them), failed at minutes 400,
+    # 500 and 600. Last hour: minutes 541..600, 60 probes, 1 failed (600). Last six hours:
+    # 241..600, 360 probes, 4 failed (300 to 600). Latencies 0.331 .. 0.600 s: the p95 is at
+    # rank 0.95 x 269 = 255.55, between 0.586 and 0.587: 0.58655 s.
+    _probes(store, 3)
+    window = Window(
+        ENV, at(3, "05:30") + timedelta(seconds=30), at(3, "10:00") + timedelta(seconds=30)
+    )
+    s = compute(store.engine, window).facts.samples
+    assert (s.window, s.last_1h, s.last_6h) == (
+        Requests(270, 3),
+        Requests(60, 1),
+        Requests(360, 4),
+    )
+    assert (s.latencies, s.latency_p95) == (270, pytest.approx(0.58655))
+
+
+def test_hourly_counts_follow_samples_changed_or_deleted_later(store: Store) -> None:
+    # The same day; then the failed probes at minutes 400 and 500 are deleted (a retention
+    # job), and the one at 600 is corrected to a success: 268 probes, none failed.
+    _probes(store, 3)
+    window = Window(
+        ENV, at(3, "05:30") + timedelta(seconds=30), at(3, "10:00") + timedelta(seconds=30)
+    )
+    s, ten = schema.samples, at(3, "10:00")
+    with store.engine.begin() as conn:
+        conn.execute(delete(s).where(s.c.metric == "http_error", s.c.value > 0, s.c.at < ten))
+        conn.execute(update(s).where(s.c.metric == "http_error", s.c.at == ten).values(value=0.0))
+    assert compute(store.engine, window).facts.samples.window == Requests(268, 0)
+
+
+def test_a_store_from_before_the_derived_tables_gives_the_same_figures(store: Store) -> None:
+    # Migration 0004 fills lead_times and sample_hours from the records already there:
+    # back to 0003 (which drops them), up again, and every figure is the same.
+    history(store)
+    window = Window(ENV, T0, UNTIL)
+    before = compute(store.engine, window, KpiTargets(), {2: 600.0, 3: 300.0}).to_json()
+    _downgrade(store.engine, "0003")
+    assert "lead_times" not in inspect(store.engine).get_table_names()
+    migrate(store.engine)
+    after = compute(store.engine, window, KpiTargets(), {2: 600.0, 3: 300.0}).to_json()
+    assert after == before
+
+
+def _downgrade(engine: Engine, revision: str) -> None:
+    """Alembic's downgrade, given the connection as rollout.store.connect.migrate gives it."""
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.set_main_option("path_separator", "os")
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, revision)
+
+
+def test_hotfixes_are_read_through_their_partial_index(tmp_path: Path) -> None:
+    # The query writes the index's condition (schema.says_hotfix) as the migration wrote it:
+    # else SQLite could not use the index, and would read every deployment's tag and reason.
+    with open_store(f"sqlite:///{tmp_path / 'rollout.db'}") as store, store.engine.begin() as conn:
+        query = queries._hotfixed(conn, Window(ENV, T0, UNTIL))
+        sql = str(query.compile(conn, compile_kwargs={"render_postcompile": True}))
+        plan = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", (None,) * sql.count("?"))
+        details = [row[-1] for row in plan]
+    assert any("USING INDEX ix_deployments_hotfix" in detail for detail in details), details
 
 
 @pytest.mark.parametrize(

@@ -27,8 +27,13 @@ def compute(
     respond_within: Mapping[int, float] | None = None,
 ) -> Report:
     """The KPI report for one environment and window, read in one transaction."""
-    with engine.connect() as conn, conn.begin():
-        facts = load(conn, window, respond_within)
+    with engine.connect() as conn:
+        if conn.dialect.name == "postgresql":
+            # One snapshot for every query (SQLite's read transaction is one already): a
+            # count and the values ranked by it must see the same rows.
+            conn.execution_options(isolation_level="REPEATABLE READ")
+        with conn.begin():
+            facts = load(conn, window, respond_within)
     return build(facts, targets or KpiTargets())
 
 

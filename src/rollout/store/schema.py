@@ -13,16 +13,21 @@ from sqlalchemy import (
     JSON,
     Boolean,
     Column,
+    ColumnElement,
     DateTime,
     Dialect,
     Float,
     ForeignKey,
+    FromClause,
     Index,
     Integer,
     MetaData,
     String,
     Table,
     Text,
+    func,
+    literal_column,
+    or_,
 )
 from sqlalchemy.types import TypeDecorator
 
@@ -89,6 +94,29 @@ deployments = Table(
     Index("ix_deployments_env_started_at", "env", "started_at"),
     Index("ix_deployments_app_env_started_at", "app", "env", "started_at"),
     Index("ix_deployments_rollback_of", "rollback_of"),
+    # KPIs (0004): a change's deployments, the window's production deployments and days
+    Index("ix_deployments_env_commit_sha", "env", "commit_sha"),
+    Index("ix_deployments_env_finished_at", "env", "finished_at", "kind", "status"),
+)
+
+
+def says_hotfix(table: FromClause) -> ColumnElement[bool]:
+    """A deployment whose tag or reason says "hotfix" (any case), as the partial index
+    ``ix_deployments_hotfix`` is written: the patterns are literals, not bound parameters, so
+    that SQLite and PostgreSQL can tell a query's condition is the index's."""
+    pattern: ColumnElement[str] = literal_column("'%hotfix%'")
+    return or_(
+        func.lower(table.c.tag).like(pattern),
+        func.lower(func.coalesce(table.c.reason, literal_column("''"))).like(pattern),
+    )
+
+
+Index(
+    "ix_deployments_hotfix",
+    deployments.c.env,
+    deployments.c.started_at,
+    sqlite_where=says_hotfix(deployments),
+    postgresql_where=says_hotfix(deployments),
 )
 
 steps = Table(
@@ -191,6 +219,33 @@ follow_ups = Table(
     Column("result", Text),
     Index("ix_follow_ups_deployment_id", "deployment_id"),
     Index("ix_follow_ups_status_due_at", "status", "due_at"),
+)
+
+# Derived for the KPIs (migration 0004; triggers keep them right on every write, see there).
+# Each change (commit) of an environment once, dated by the first production deployment that
+# shipped it, with its lead times in seconds (negative: a clock that ran backwards).
+lead_times = Table(
+    "lead_times",
+    metadata,
+    Column("env", String, primary_key=True),
+    Column("commit_sha", String, primary_key=True),
+    Column("deployed_at", UTCDateTime, nullable=False),
+    Column("from_commit", Float),  # from the commit, or the earlier merge (a squash commit)
+    Column("from_merge", Float),
+    Index("ix_lead_times_env_deployed_at", "env", "deployed_at", "from_commit", "from_merge"),
+    Index("ix_lead_times_env_from_commit", "env", "from_commit", "deployed_at"),  # SQLite:
+    Index("ix_lead_times_env_from_merge", "env", "from_merge", "deployed_at"),  # percentiles
+)
+
+# Per environment, metric and UTC hour: the samples with a value, and those above 0.
+sample_hours = Table(
+    "sample_hours",
+    metadata,
+    Column("env", String, primary_key=True),
+    Column("metric", String, primary_key=True),
+    Column("hour", UTCDateTime, primary_key=True),
+    Column("samples", Integer, nullable=False),
+    Column("above_zero", Integer, nullable=False),
 )
 
 # The app database's backups; the manifest (JSON) is kept whole, as written beside the dump.
