@@ -137,14 +137,13 @@ runtime:
     stop_timeout: 10s
   health_url: 'http://127.0.0.1:{{port}}/api/health'
   health_timeout: 60s
-checks: {{cpu_max: 100%}}  # hosts share this machine with the benchmark itself
+checks: {{cpu_max: 100%, disk_max: 99%, disk_mounts: [/]}}  # hosts share this machine with the benchmark
 environments:
   bench:
     batch: 5
     parallel: {parallel}
     hosts:
 {hosts}
-checks: {{disk_max: 99%, disk_mounts: [/]}}
 verify:
   endpoints:
     - {{path: /, conditions: ['[STATUS] == 200']}}
