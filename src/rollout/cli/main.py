@@ -108,7 +108,10 @@ def run() -> None:
     """Entry point: map every expected error to its exit code (DESIGN.md: 0, 1, 2, 3)."""
     from rollout.cli import quick
 
-    answered = quick.attempt(sys.argv[1:])
+    try:
+        answered = quick.attempt(sys.argv[1:])
+    except KeyboardInterrupt:
+        sys.exit(130)
     if answered is not None:
         sys.exit(answered)
 
