@@ -12,10 +12,11 @@ import pytest
 from sqlalchemy import inspect, text
 from sqlalchemy.exc import DBAPIError
 
+from rollout.changes import Change
 from rollout.errors import LockHeld, StoreError
 from rollout.model import CheckResult, CheckStatus, Kind, Outcome, StepStatus
 from rollout.redact import Redactor
-from rollout.store import OUTPUT_LIMIT, LockInfo, Store, open_store
+from rollout.store import OUTPUT_LIMIT, ChangeRecord, LockInfo, Store, open_store
 from rollout.store.connect import HEAD_REVISION
 from rollout.store.schema import metadata
 
@@ -159,6 +160,57 @@ def test_deployments_filter_and_come_newest_first(store: Store) -> None:
         other_app,
         staging,
     ]
+
+
+def test_a_deployments_changes_are_recorded_once_each_in_order(store: Store) -> None:
+    deployment_id = _deploy(store, commit_sha="c3", started_at=T0)
+    plus_two = timezone(timedelta(hours=2))
+    shipped = [
+        Change("c1", datetime(2024, 1, 15, 9, 0, tzinfo=plus_two), None),
+        Change("c2", T0 - timedelta(hours=1), T0 - timedelta(minutes=30)),
+        Change("c1", T0, T0),  # the same commit again: the first stands
+    ]
+    assert store.add_changes(deployment_id, "production", shipped) == 2
+    assert store.add_changes(deployment_id, "production", [shipped[1], Change("c3", T0, T0)]) == 1
+    assert store.changes(deployment_id) == [
+        ChangeRecord(1, deployment_id, "production", "c1", T0 - timedelta(hours=3), None),
+        ChangeRecord(
+            2, deployment_id, "production", "c2", shipped[1].committed_at, shipped[1].merged_at
+        ),
+        ChangeRecord(3, deployment_id, "production", "c3", T0, T0),
+    ]
+    assert store.changes(_deploy(store)) == []
+
+
+def test_changes_must_name_their_deployments_environment(store: Store) -> None:
+    deployment_id = _deploy(store, env="staging")
+    with pytest.raises(StoreError, match="is of staging, not of production"):
+        store.add_changes(deployment_id, "production", [Change("c1", T0, None)])
+    with pytest.raises(StoreError, match="no deployment with id 999"):
+        store.add_changes(999, "production", [Change("c1", T0, None)])
+    assert store.changes(deployment_id) == []
+
+
+def test_the_last_commit_is_the_newest_deploy_that_reached_the_hosts(store: Store) -> None:
+    assert store.last_commit("production") is None
+
+    def finished(sha: str | None, status: Outcome, minutes: int, **kwargs: Any) -> int:
+        ident = _deploy(store, commit_sha=sha, started_at=T0, **kwargs)
+        at = T0 + timedelta(minutes=minutes)
+        store.finish_deployment(ident, status=status, finished_at=at)
+        return ident
+
+    finished("a", Outcome.SUCCEEDED, 10)
+    assert store.last_commit("production") == "a"
+    finished("b", Outcome.ROLLED_BACK, 20)  # it reached the hosts, then went back
+    finished("c", Outcome.FAILED, 30)  # it never did
+    finished("d", Outcome.SUCCEEDED, 40, env="staging")
+    finished(None, Outcome.SUCCEEDED, 50, kind=Kind.ROLLBACK, tag="v0")  # not a deploy
+    _deploy(store, commit_sha="e", started_at=T0 + timedelta(hours=1))  # still running
+    assert store.last_commit("production") == "b"
+    finished(None, Outcome.SUCCEEDED, 60)  # shipped with no commit recorded: unknown
+    assert store.last_commit("production") is None
+    assert store.last_commit("staging") == "d"
 
 
 def test_unknown_ids_raise_store_error(store: Store) -> None:

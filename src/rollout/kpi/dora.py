@@ -6,10 +6,18 @@ What is counted (every figure comes from rollout's own records, one environment,
   that reached its hosts: status ``succeeded`` or ``rolled_back``, dated by ``finished_at``.
   Each counts once, by id.
 - **Deployment frequency** = deployments / weeks in the window, and the median number of
-  deployment days per week over the window's whole weeks (weeks without any count as 0).
-- **Lead time for changes**, per change (a ``commit_sha``): from its commit, and from its
-  merge, to the *first* production deployment that shipped it; redeploying the same commit or
-  rolling back to it does not count again. Median and p90, in minutes, never truncated.
+  deployment days per week over the window's whole weeks (weeks without any count as 0). A
+  window reaching back before the environment's first recorded deployment (of any kind)
+  counts from that record's UTC day instead, over at least a week (or the whole window if
+  shorter): records that began yesterday are a day of deploying, not 90 days of few
+  deployments. The other figures are rates of what was recorded (failed of deployments,
+  percentiles of changes, errors of requests) and need no such cut.
+- **Lead time for changes**, per change (a commit a deployment recorded in ``changes``: with
+  ``--repo`` every commit since the previous deployment's, else the one given): from its
+  commit, and from its merge, to the *first* production deployment that recorded it;
+  redeploying it, shipping it again in a later range or rolling back to it does not count
+  again. A change's commit and merge times are the earliest recorded for it. Median and p90,
+  in minutes, never truncated.
 - **Change failure rate** = deployments with at least one failure / deployments. A failure is
   any of: rolled back automatically (status ``rolled_back``), undone by a ``rollout rollback``
   (a rollback record whose ``rollback_of`` is the deployment), an incident recorded against it
@@ -26,7 +34,8 @@ Four Keys' and DevLake's known mistakes, and what this module does instead:
 1. Four Keys takes recovery time in whole hours (``TIMESTAMP_DIFF(..., HOUR)``), so every
    incident under an hour is 0: we keep seconds and report minutes.
 2. Four Keys' CFR numerator counts joined rows, so a deployment with several changes or
-   several incidents counts several times: each deployment is one row here, failed or not.
+   several incidents counts several times: each deployment is one row here, failed or not,
+   and each change one lead time, however many deployments recorded it.
 3. Four Keys has no environment filter: every figure here is for one environment.
 4. Four Keys drops lead times <= 0 silently and breaks on squash merges: a change's commit
    clock starts at the earlier of ``committed_at`` and ``merged_at`` (a squash commit is

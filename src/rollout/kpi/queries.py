@@ -9,17 +9,21 @@ deployments and 1 000 000 samples, in well under a second on either backend):
 - Failed ones: listed from their causes (a rollback record, an incident, a hotfix after them:
   a few per hundred deployments), each looking its deployment up; each counted once. Hotfixes
   are read from the partial index of deployments whose tag or reason says so.
-- Lead times: ``lead_times`` holds each change once with its lead times, kept right by
-  triggers on every write (migration 0004); read through its (env, deployed_at) index.
-- Probe requests and latencies: whole hours are summed in ``sample_hours`` (kept by triggers
-  too), the partial hours at the window's ends counted in ``samples``.
+- Where the environment's records start: its first deployment of any kind, by the (env,
+  started_at) index.
+- Lead times: ``lead_times`` holds each change (a commit a deployment recorded in
+  ``changes``) once with its lead times, kept right by triggers on every write (migrations
+  0004, 0005); read through its (env, deployed_at) index.
+- Probe requests, latencies and database query times: whole hours are summed in
+  ``sample_hours`` (kept by triggers too), the partial hours at the window's ends counted in
+  ``samples``.
 
 Percentiles are interpolated (``percentile_cont``). PostgreSQL computes those of lead times and
 incident times. SQLite has no percentile function, and its window functions cost more than the
 values: there incident times are read and sorted here, and a lead time's percentile is read
-from the index on it, walked to the rank. The latency p95 is read that way on both: two
-values, from the top of the (env, metric, value, at) index, given the count. Timestamps become
-seconds by ``julianday`` on SQLite and ``date_part('epoch')`` on PostgreSQL.
+from the index on it, walked to the rank. The latency and database query p95s are read that
+way on both: two values, from the top of the (env, metric, value, at) index, given the count.
+Timestamps become seconds by ``julianday`` on SQLite and ``date_part('epoch')`` on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -57,6 +61,7 @@ QUANTILES = (0.5, 0.9)
 DEFAULT_RESPOND_WITHIN = {1: 15 * 60.0, 2: 10 * 60.0, 3: 5 * 60.0}
 PROBE = "http_error"  # one sample per probe request: 0 good, above 0 failed
 LATENCY = "latency_seconds"
+DB_QUERY = "db_query_seconds"  # a timed SELECT 1 (rollout.monitor.sources.DatabaseSource)
 HOUR = timedelta(hours=1)
 
 
@@ -88,6 +93,7 @@ class Delivery:
     with_incident: int
     hotfixed: int
     deployment_days: tuple[int, ...]  # day numbers (UTC days since 1970-01-01)
+    records_start: datetime | None  # the environment's first deployment of any kind, if any
     changes: int
     lead_from_commit: Spread
     lead_from_merge: Spread
@@ -113,6 +119,9 @@ class Samples:
     last_6h: Requests
     latencies: int
     latency_p95: float | None
+    db_queries: int  # timed queries (samples with a value)
+    db_query_p95: float | None
+    db_query_failed: int  # the database did not answer (samples without a value)
 
 
 @dataclass(frozen=True)
@@ -254,6 +263,7 @@ def _delivery(conn: Connection, window: Window) -> Delivery:
     ).one()
     also_failed, also_rolled_back, with_incident, hotfixed = _named_by_causes(conn, window)
     changes, lead_commit, lead_merge, skipped = _lead_times(conn, window)
+    first = select(func.min(d.c.started_at)).where(d.c.env == window.env)
     return Delivery(
         deployments=int(deployments),
         failed=int(rolled_back) + also_failed,
@@ -261,6 +271,7 @@ def _delivery(conn: Connection, window: Window) -> Delivery:
         with_incident=with_incident,
         hotfixed=hotfixed,
         deployment_days=_deployment_days(conn, window),
+        records_start=conn.execute(first).scalar(),
         changes=changes,
         lead_from_commit=lead_commit,
         lead_from_merge=lead_merge,
@@ -468,24 +479,36 @@ def _incidents(
 
 
 def _samples(conn: Connection, window: Window) -> Samples:
-    env, until = window.env, window.until
-    probes, latencies = _counts(conn, env, window.since, until)
-    where = [*_sampled(conn, env, window.since, until), schema.samples.c.metric == LATENCY]
+    env, since, until = window.env, window.since, window.until
+    counts = _counts(conn, env, since, until, (PROBE, LATENCY, DB_QUERY))
+    s = schema.samples
+
+    def p95(metric: str) -> float | None:
+        where = [*_sampled(conn, env, since, until), s.c.metric == metric]
+        return _quantile(conn, s.c.value, where, counts[metric][0], 0.95)
+
+    failed = select(func.count()).where(
+        s.c.env == env, s.c.metric == DB_QUERY, s.c.value.is_(None), s.c.at >= since, s.c.at < until
+    )
     return Samples(
-        window=probes,
-        last_1h=_counts(conn, env, until - HOUR, until)[0],
-        last_6h=_counts(conn, env, until - 6 * HOUR, until)[0],
-        latencies=latencies,
-        latency_p95=_quantile(conn, schema.samples.c.value, where, latencies, 0.95),
+        window=Requests(*counts[PROBE]),
+        last_1h=Requests(*_counts(conn, env, until - HOUR, until, (PROBE,))[PROBE]),
+        last_6h=Requests(*_counts(conn, env, until - 6 * HOUR, until, (PROBE,))[PROBE]),
+        latencies=counts[LATENCY][0],
+        latency_p95=p95(LATENCY),
+        db_queries=counts[DB_QUERY][0],
+        db_query_p95=p95(DB_QUERY),
+        db_query_failed=int(conn.execute(failed).scalar_one()),
     )
 
 
-def _counts(conn: Connection, env: str, since: datetime, until: datetime) -> tuple[Requests, int]:
-    """Probe requests in [since, until) (all, failed) and latency samples, counting samples
-    with a value. Whole hours are summed in ``sample_hours``; the partial hours at either
-    end (at most two hours of samples) are counted in ``samples``."""
+def _counts(
+    conn: Connection, env: str, since: datetime, until: datetime, metrics: Sequence[str]
+) -> dict[str, tuple[int, int]]:
+    """Per metric, its samples in [since, until) with a value, and those above 0 (for probe
+    requests: all, failed). Whole hours are summed in ``sample_hours``; the partial hours at
+    either end (at most two hours of samples) are counted in ``samples``."""
     h, s = schema.sample_hours, schema.samples
-    metrics = (PROBE, LATENCY)
     found = {metric: [0, 0] for metric in metrics}  # samples, above 0
     first, last = _hours(since, until)
     spans = [(since, until)]
@@ -509,7 +532,7 @@ def _counts(conn: Connection, env: str, since: datetime, until: datetime) -> tup
         for metric, samples, above in conn.execute(query):
             found[metric][0] += int(samples or 0)
             found[metric][1] += int(above or 0)
-    return Requests(*found[PROBE]), found[LATENCY][0]
+    return {metric: (samples, above) for metric, (samples, above) in found.items()}
 
 
 def _sampled(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from datetime import UTC
 from typing import Any
 
 from rollout.config import KpiTargets
@@ -84,12 +85,34 @@ def build(facts: Facts, targets: KpiTargets) -> Report:
     )
 
 
+def _counted_weeks(facts: Facts) -> tuple[float, str]:
+    """The weeks deployments are counted over, and how to say where they start.
+
+    A window reaching back before the environment's first record (of any deployment) starts
+    on that record's UTC day: a team whose records began yesterday has deployed for a day,
+    not for the 90 days asked. Cut so, it still counts at least a week (or the whole window,
+    if shorter): one day's deployments are not a weekly rate.
+    """
+    w = facts.window
+    first = facts.delivery.records_start
+    if first is None:
+        return w.seconds / dora.WEEK, ""
+    day = first.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    if day <= w.since:
+        return w.seconds / dora.WEEK, ""
+    counted = (w.until - min(day, w.until)).total_seconds()
+    weeks = max(counted, min(dora.WEEK, w.seconds)) / dora.WEEK
+    return weeks, f"records start {day:%Y-%m-%d}"
+
+
 def _frequency(facts: Facts, targets: KpiTargets) -> list[Figure]:
-    weeks = facts.window.seconds / dora.WEEK
+    weeks, start = _counted_weeks(facts)
     per_week = facts.delivery.deployments / weeks if weeks > 0 else None
     wanted = dora.frequency_target(targets.deployment_frequency)
     last_day = int((facts.window.until.timestamp() - 1e-6) // dora.DAY)  # inside the window
     days = dora.median_days_per_week(facts.delivery.deployment_days, last_day, int(weeks))
+    counted = max(int(weeks), 1)
+    whole = f"over {counted} whole week{'s' if counted > 1 else ''}"
     return [
         Figure(
             "deployment_frequency",
@@ -99,14 +122,15 @@ def _frequency(facts: Facts, targets: KpiTargets) -> list[Figure]:
             f">= {targets.deployment_frequency} ({wanted:.2g}/week)",
             None if per_week is None else per_week >= wanted,
             dora.tiers("deployment_frequency", per_week),
-            f"{facts.delivery.deployments} production deployments in {weeks:.1f} weeks",
+            f"{facts.delivery.deployments} production deployments in {weeks:.1f} weeks"
+            + (f" ({start})" if start else ""),
         ),
         Figure(
             "deployment_days",
             "median deployment days per week",
             days,
             "days/week",
-            note=f"over the window's {max(int(weeks), 1)} whole weeks",
+            note=f"{whole} since {start}" if start else f"{whole} of the window",
         ),
     ]
 
@@ -240,6 +264,10 @@ def _service(facts: Facts, targets: KpiTargets, slo: Budget) -> list[Figure]:
     s = facts.samples
     error_rate = None if s.window.error_ratio is None else 100 * s.window.error_ratio
     p95_limit = targets.response_time_p95.total_seconds()
+    db_limit = targets.db_query_time.total_seconds()
+    db_note = f"{s.db_queries} timed queries"
+    if s.db_query_failed:
+        db_note += f", {s.db_query_failed} unanswered (database down)"
     burn_note = ", ".join(
         f"{span} {_show(rate)} (page at {PAGE_BURN_RATES[span]:g})"
         for span, rate in (("1h", slo.burn_rate_1h), ("6h", slo.burn_rate_6h))
@@ -290,6 +318,15 @@ def _service(facts: Facts, targets: KpiTargets, slo: Budget) -> list[Figure]:
             f"< {p95_limit:g} s",
             None if s.latency_p95 is None else s.latency_p95 < p95_limit,
             note=f"{s.latencies} latency samples",
+        ),
+        Figure(
+            "db_query_time",
+            "database query time p95",
+            None if s.db_query_p95 is None else s.db_query_p95 * 1000,
+            "ms",
+            f"< {db_limit * 1000:g} ms",
+            None if s.db_query_p95 is None else s.db_query_p95 < db_limit,
+            note=db_note,
         ),
     ]
 

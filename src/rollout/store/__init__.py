@@ -1,4 +1,5 @@
-"""rollout's own records: deployments, steps, checks, approvals, locks and the audit trail.
+"""rollout's own records: deployments and their changes, steps, checks, approvals, locks and
+the audit trail.
 
 Open with ``open_store(url)``; the schema is migrated to the newest revision on open.
 """
@@ -6,6 +7,7 @@ Open with ``open_store(url)``; the schema is migrated to the newest revision on 
 from rollout.store.audit import AuditEntry, AuditReport
 from rollout.store.records import (
     ApprovalRecord,
+    ChangeRecord,
     CheckRecord,
     DeploymentRecord,
     FollowUpRecord,
@@ -19,6 +21,7 @@ __all__ = [
     "ApprovalRecord",
     "AuditEntry",
     "AuditReport",
+    "ChangeRecord",
     "CheckRecord",
     "DeploymentRecord",
     "FollowUpRecord",

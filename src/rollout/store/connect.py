@@ -18,7 +18,7 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 # The newest migration's revision. Opening a store that is already there skips Alembic (about
 # a second of imports and script loading per command); a test pins this to Alembic's head.
-HEAD_REVISION = "0004"
+HEAD_REVISION = "0005"
 
 # Execution option that marks a connection as about to write (see ``_begin``).
 WRITE = "rollout_write"

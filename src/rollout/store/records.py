@@ -40,6 +40,18 @@ class DeploymentRecord:
 
 
 @dataclass(frozen=True)
+class ChangeRecord:
+    """A change (commit) a deployment shipped: when it was written, and when it was merged."""
+
+    id: int
+    deployment_id: int
+    env: str
+    sha: str
+    committed_at: datetime
+    merged_at: datetime | None
+
+
+@dataclass(frozen=True)
 class StepRecord:
     id: int
     deployment_id: int

@@ -31,6 +31,7 @@ from rollout.store.records import (
     ApprovalRecord,
     BackupCheckRecord,
     BackupRecord,
+    ChangeRecord,
     CheckRecord,
     DeploymentRecord,
     FollowUpRecord,
@@ -41,6 +42,7 @@ from rollout.store.records import (
 )
 
 if TYPE_CHECKING:
+    from rollout.changes import Change
     from rollout.redact import Redactor
 
     # The real redactor must keep satisfying the protocol the store asks for.
@@ -193,6 +195,71 @@ class Store:
             query = query.where(table.c.started_at >= since)
         with self._reading() as conn:
             return [_deployment(row) for row in conn.execute(query)]
+
+    # -- the changes a deployment ships -------------------------------------------------------
+
+    def add_changes(self, deployment_id: int, env: str, changes: Sequence[Change]) -> int:
+        """Record the changes (commits) a deployment ships; how many were not recorded yet.
+
+        A commit is recorded once per deployment (given twice, or again: the first stands).
+        Recorded while the deployment runs, they count for lead times from its finish, as
+        the database's triggers derive them (migration 0005).
+        """
+        d, c = schema.deployments, schema.changes
+        with self._writing() as conn:
+            row = conn.execute(select(d.c.env).where(d.c.id == deployment_id)).first()
+            if row is None:
+                raise StoreError(f"no deployment with id {deployment_id}")
+            if row.env != env:
+                raise StoreError(f"deployment {deployment_id} is of {row.env}, not of {env}")
+            known = set(
+                conn.execute(select(c.c.sha).where(c.c.deployment_id == deployment_id)).scalars()
+            )
+            rows = []
+            for change in changes:
+                if change.sha not in known:
+                    known.add(change.sha)
+                    rows.append(
+                        dict(
+                            deployment_id=deployment_id,
+                            env=env,
+                            sha=change.sha,
+                            committed_at=change.committed_at,
+                            merged_at=change.merged_at,
+                        )
+                    )
+            if rows:
+                conn.execute(insert(c), rows)
+        return len(rows)
+
+    def changes(self, deployment_id: int) -> list[ChangeRecord]:
+        """The changes a deployment recorded, in the order given."""
+        c = schema.changes
+        query = select(c).where(c.c.deployment_id == deployment_id).order_by(c.c.id)
+        with self._reading() as conn:
+            return [ChangeRecord(**row._mapping) for row in conn.execute(query)]
+
+    def last_commit(self, env: str) -> str | None:
+        """The commit of the newest deploy of ``env`` that reached its hosts (succeeded or
+        rolled back): where the next deploy's changes start (``git log LAST..NEXT``).
+
+        None when there is none, or when it recorded no commit: what it shipped is unknown,
+        and the next deploy then ships its own commit only rather than a guessed range.
+        """
+        d = schema.deployments
+        query = (
+            select(d.c.commit_sha)
+            .where(
+                d.c.env == env,
+                d.c.kind == Kind.DEPLOY.value,
+                d.c.status.in_([Outcome.SUCCEEDED.value, Outcome.ROLLED_BACK.value]),
+            )
+            .order_by(d.c.finished_at.desc(), d.c.id.desc())
+            .limit(1)
+        )
+        with self._reading() as conn:
+            sha: str | None = conn.execute(query).scalar()
+        return sha
 
     # -- steps and checks --------------------------------------------------------------------
 

@@ -94,8 +94,7 @@ deployments = Table(
     Index("ix_deployments_env_started_at", "env", "started_at"),
     Index("ix_deployments_app_env_started_at", "app", "env", "started_at"),
     Index("ix_deployments_rollback_of", "rollback_of"),
-    # KPIs (0004): a change's deployments, the window's production deployments and days
-    Index("ix_deployments_env_commit_sha", "env", "commit_sha"),
+    # KPIs (0004): the window's production deployments and days
     Index("ix_deployments_env_finished_at", "env", "finished_at", "kind", "status"),
 )
 
@@ -221,9 +220,25 @@ follow_ups = Table(
     Index("ix_follow_ups_status_due_at", "status", "due_at"),
 )
 
-# Derived for the KPIs (migration 0004; triggers keep them right on every write, see there).
-# Each change (commit) of an environment once, dated by the first production deployment that
-# shipped it, with its lead times in seconds (negative: a clock that ran backwards).
+# The changes (commits) each deployment ships, with their commit and merge times (0005);
+# ``env`` is its deployment's, kept so by a trigger.
+changes = Table(
+    "changes",
+    metadata,
+    _id(),
+    _deployment_fk(nullable=False),
+    Column("env", String, nullable=False),
+    Column("sha", String, nullable=False),
+    Column("committed_at", UTCDateTime, nullable=False),
+    Column("merged_at", UTCDateTime),
+    Index("ix_changes_env_sha", "env", "sha"),  # a change's deployments, for the triggers
+    Index("ix_changes_deployment_id_sha", "deployment_id", "sha", unique=True),
+)
+
+# Derived for the KPIs (migrations 0004 and 0005; triggers keep them right on every write, see
+# there). Each change (commit) of an environment once, dated by the first production
+# deployment that recorded it in ``changes``, with its lead times in seconds (negative: a
+# clock that ran backwards).
 lead_times = Table(
     "lead_times",
     metadata,
