@@ -1,13 +1,17 @@
 """How long `rollout kpi` takes over a big history, on SQLite and on PostgreSQL.
 
-Fills a store with 100 000 production deployments over the last 80 days (each with a commit,
-its commit and merge times, some squash-merged; 4 % rolled back automatically, 2 % undone by
-a `rollout rollback` record, 1 % followed by a hotfix, 3 % with one or two incidents), 10 000
-staging deployments that must not count, and 1 000 000 monitoring samples (half `http_error`,
-half `latency_seconds`). The rows are written with the drivers' bulk paths (sqlite3
-executemany, PostgreSQL COPY) into a store created and migrated by rollout itself; the
-facts rollout derives from them (each change's lead times, samples counted per hour; see
-migration 0004) are written by the store's own triggers as the rows go in, as for any write.
+Fills a store with 100 000 production deployments over the last 80 days (4 % rolled back
+automatically, 2 % undone by a `rollout rollback` record, 1 % followed by a hotfix, 3 % with
+one or two incidents), 10 000 staging deployments that must not count, the changes each
+deployment ships (1 to 3 commits: its own and older ones merged with it, some squash-merged;
+2 % also ship the previous deployment's commit again, and 2 % redeploy one same commit: each
+change counts once), and 1 000 000 monitoring samples (a third each `http_error`,
+`latency_seconds` and `db_query_seconds`, 0.1 % of the database queries unanswered). The
+rows are written with the drivers' bulk paths (sqlite3 executemany, PostgreSQL COPY) into a
+store created and migrated by rollout itself, changes after their deployments as rollout
+writes them; the facts rollout derives from them (each change's lead times, samples counted
+per hour; see migrations 0004 and 0005) are written by the store's own triggers as the rows
+go in, as for any write.
 
 Then it times, on each backend:
   library   `rollout.kpi.compute` in this process, best of 5 (what the figures cost)
@@ -91,13 +95,18 @@ INCIDENT_COLUMNS = [
     "mitigated_at",
     "resolved_at",
 ]
+CHANGE_COLUMNS = ["deployment_id", "env", "sha", "committed_at", "merged_at"]
 SAMPLE_COLUMNS = ["env", "metric", "source", "at", "value", "labels"]
 
+Rows = list[tuple[object, ...]]
 
-def history(rng: random.Random) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
-    """Deployment rows and incident rows, as tuples in the column orders above."""
-    deployments: list[tuple[object, ...]] = []
-    incidents: list[tuple[object, ...]] = []
+
+def history(rng: random.Random) -> tuple[Rows, Rows, Rows]:
+    """Deployment, incident and change rows, as tuples in the column orders above."""
+    deployments: Rows = []
+    incidents: Rows = []
+    changes: Rows = []
+    previous: dict[str, tuple[object, ...]] = {}  # each environment's last change
     step = SPAN / (DEPLOYMENTS + STAGING)
     hotfix_next = False
     for n in range(1, DEPLOYMENTS + STAGING + 1):
@@ -111,6 +120,12 @@ def history(rng: random.Random) -> tuple[list[tuple[object, ...]], list[tuple[ob
         tag = f"v{n}-hotfix" if hotfix_next else f"v{n}"
         hotfix_next = env == "production" and rng.random() < 0.01
         ident = len(deployments) + 1
+        own = (sha, committed, merged)
+        shipped = [own] + [older(rng, committed, merged) for _ in range(rng.choice((0, 1, 2)))]
+        if env in previous and previous[env][0] != sha and rng.random() < 0.02:
+            shipped.append(previous[env])  # shipped again in this range: counts at the first
+        previous[env] = own
+        changes += [(ident, env, *change) for change in shipped]
         deployments.append(
             (
                 ident,
@@ -156,7 +171,13 @@ def history(rng: random.Random) -> tuple[list[tuple[object, ...]], list[tuple[ob
         if env == "production" and rng.random() < 0.03:
             for _ in range(rng.choice((1, 2))):
                 incidents.append(incident(rng, ident, finished))
-    return deployments, incidents
+    return deployments, incidents, changes
+
+
+def older(rng: random.Random, committed: datetime, merged: datetime) -> tuple[object, ...]:
+    """A commit written before the deployed one and merged with it."""
+    written = committed - timedelta(minutes=rng.lognormvariate(4.0, 1.0))
+    return (f"{rng.getrandbits(160):040x}", written, merged)
 
 
 def incident(rng: random.Random, deployment: int, finished: datetime) -> tuple[object, ...]:
@@ -184,17 +205,16 @@ def samples(rng: random.Random) -> Iterator[tuple[object, ...]]:
     step = SPAN / SAMPLES
     for n in range(SAMPLES):
         at = NOW - SPAN + step * n
-        if n % 2:
+        if n % 3 == 0:
             yield ("production", "http_error", "probe", at, float(rng.random() < 0.0005), "{}")
+        elif n % 3 == 1:
+            latency = rng.lognormvariate(-2.5, 0.6)
+            yield ("production", "latency_seconds", "probe", at, latency, "{}")
+        elif rng.random() < 0.001:
+            yield ("production", "db_query_seconds", "database", at, None, '{"error": "down"}')
         else:
-            yield (
-                "production",
-                "latency_seconds",
-                "probe",
-                at,
-                rng.lognormvariate(-2.5, 0.6),
-                "{}",
-            )
+            query = rng.lognormvariate(-5.5, 0.5)  # about 4 ms
+            yield ("production", "db_query_seconds", "database", at, query, "{}")
 
 
 def _sqlite_time(value: object) -> object:
@@ -206,13 +226,14 @@ def _sqlite_time(value: object) -> object:
 
 
 def fill_sqlite(url: str, rng: random.Random) -> None:
-    deployments, incidents = history(rng)
+    deployments, incidents, changes = history(rng)
     db = sqlite3.connect(url.removeprefix("sqlite:///"))
     db.execute("PRAGMA cache_size = -262144")  # 256 MB: a bulk load's indexes stay in memory
     with db:
         for table, columns, rows in (
             ("deployments", DEPLOY_COLUMNS, deployments),
             ("incidents", INCIDENT_COLUMNS, incidents),
+            ("changes", CHANGE_COLUMNS, changes),
             ("samples", SAMPLE_COLUMNS, samples(rng)),
         ):
             marks = ", ".join("?" * len(columns))
@@ -227,11 +248,12 @@ def fill_sqlite(url: str, rng: random.Random) -> None:
 def fill_postgres(url: str, rng: random.Random) -> None:
     import psycopg
 
-    deployments, incidents = history(rng)
+    deployments, incidents, changes = history(rng)
     with psycopg.connect(url) as conn, conn.cursor() as cur:
         for table, columns, rows in (
             ("deployments", DEPLOY_COLUMNS, deployments),
             ("incidents", INCIDENT_COLUMNS, incidents),
+            ("changes", CHANGE_COLUMNS, changes),
             ("samples", SAMPLE_COLUMNS, samples(rng)),
         ):
             with cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
@@ -241,6 +263,20 @@ def fill_postgres(url: str, rng: random.Random) -> None:
         conn.commit()
         conn.autocommit = True
         conn.execute("VACUUM ANALYZE")
+
+
+def derived(url: str) -> str:
+    """Whether the triggers kept lead_times whole over the bulk writes: one row per change
+    that a production deployment recorded."""
+    shipped = """SELECT count(*) FROM (SELECT DISTINCT c.env, c.sha FROM changes AS c
+                 JOIN deployments AS d ON d.id = c.deployment_id
+                 WHERE d.kind = 'deploy' AND d.status IN ('succeeded', 'rolled_back')) AS k"""
+    with open_store(url) as store, store.engine.connect() as conn:
+        rows = conn.exec_driver_sql("SELECT count(*) FROM changes").scalar()
+        changes = conn.exec_driver_sql(shipped).scalar()
+        lead_times = conn.exec_driver_sql("SELECT count(*) FROM lead_times").scalar()
+    same = "as many" if changes == lead_times else "MISMATCH:"
+    return f"{rows} changes recorded, {changes} shipped, {same} {lead_times} lead times"
 
 
 def time_library(url: str) -> tuple[float, Report]:
@@ -288,7 +324,7 @@ def measure(
     open_store(url).close()  # rollout creates and migrates the schema
     start = time.perf_counter()
     fill(url, random.Random(7))
-    print(f"{name}: filled in {time.perf_counter() - start:.1f} s")
+    print(f"{name}: filled in {time.perf_counter() - start:.1f} s; {derived(url)}")
     library, report = time_library(url)
     time_cli(empty / "rollout.yml")  # creates and migrates the empty store
     cli, baseline = time_cli(config), time_cli(empty / "rollout.yml")
