@@ -1,5 +1,6 @@
 pytest_plugins = [
     "tests.fixtures.browser",
+    "tests.fixtures.git",
     "tests.fixtures.tls",  # before headers, which builds its certificates with it
     "tests.fixtures.headers",
     "tests.fixtures.podman",

@@ -2,56 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
-
 import pytest
 
 from rollout.changes import Change, resolve, shipped
 from rollout.errors import BadInput
-
-T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
-
-
-def at(hours: float) -> datetime:
-    return T0 + timedelta(hours=hours)
-
-
-class Repo:
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        path.mkdir()
-        self.git("init", "-q", "-b", "main")
-
-    def git(self, *args: str, authored: float = 0, committed: float = 0) -> str:
-        env = {
-            **os.environ,
-            "GIT_AUTHOR_NAME": "dev",
-            "GIT_AUTHOR_EMAIL": "dev@example.com",
-            "GIT_COMMITTER_NAME": "dev",
-            "GIT_COMMITTER_EMAIL": "dev@example.com",
-            "GIT_AUTHOR_DATE": at(authored).isoformat(),
-            "GIT_COMMITTER_DATE": at(committed).isoformat(),
-        }
-        done = subprocess.run(
-            ["git", "-C", str(self.path), *args], env=env, capture_output=True, text=True
-        )
-        assert done.returncode == 0, done.stderr
-        return done.stdout.strip()
-
-    def commit(self, name: str, *, authored: float, committed: float | None = None) -> str:
-        (self.path / name).write_text(name)
-        self.git("add", name)
-        when = authored if committed is None else committed
-        self.git("commit", "-q", "-m", name, authored=authored, committed=when)
-        return self.git("rev-parse", "HEAD")
-
-
-@pytest.fixture
-def repo(tmp_path: Path) -> Repo:
-    return Repo(tmp_path / "repo")
+from tests.fixtures.git import Repo, at
 
 
 def test_a_release_ships_merged_branches_direct_pushes_and_squash_merges(repo: Repo) -> None:

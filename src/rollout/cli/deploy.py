@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Coroutine
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
@@ -102,6 +103,13 @@ def deploy_command(
         datetime | None, typer.Option(help="When the change was committed.")
     ] = None,
     merged_at: Annotated[datetime | None, typer.Option(help="When the change was merged.")] = None,
+    repo: Annotated[
+        Path | None,
+        typer.Option(
+            "--repo",
+            help="The app's git checkout: record every commit since the last deployment.",
+        ),
+    ] = None,
     keep_going: Annotated[
         bool,
         typer.Option("--keep-going", help="Leave out hosts whose install fails; deploy the rest."),
@@ -135,6 +143,7 @@ def deploy_command(
         commit_sha=commit,
         committed_at=committed_at,
         merged_at=merged_at,
+        repo=repo,
         keep_going=keep_going,
         allow_contract=allow_contract,
     )

@@ -11,6 +11,7 @@ from rollout.cli.common import DEFAULT_CONFIG, ConfigOption, JsonOption, console
 
 def register(app: typer.Typer) -> None:
     app.command("incidents")(incidents_command)
+    app.command("declare")(declare_command)
     app.command("ack")(ack_command)
     app.command("resolve")(resolve_command)
 
@@ -48,6 +49,52 @@ def incidents_command(
             r.symptoms,
         )
     console().print(table)
+
+
+def declare_command(
+    env: Annotated[str, typer.Argument(help="Environment the incident is in.")],
+    title: Annotated[str, typer.Option("--title", "-t", help="What is wrong, in a line.")],
+    level: Annotated[int, typer.Option("--level", help="1 minor, 2 major, 3 critical.")] = 2,
+    since: Annotated[
+        str | None, typer.Option("--since", help="How long ago the impact began (e.g. 20m).")
+    ] = None,
+    deployment: Annotated[
+        int | None, typer.Option("--deployment", help="The deployment at fault (default: running).")
+    ] = None,
+    who: Annotated[str | None, typer.Option("--as", help="Who declares (default: you).")] = None,
+    config: ConfigOption = DEFAULT_CONFIG,
+) -> None:
+    """Declare an incident a person found (the monitoring did not): recorded, acknowledged by
+    you, told to #incidents; the next `rollout rollback` of ENV mitigates it.
+
+    Example: rollout declare production --level 2 --since 20m --title "orders lost their totals"
+    """
+    from rollout.cli.deploy import run_cancellable
+    from rollout.config import parse_duration
+    from rollout.engine.operations import declare_incident
+    from rollout.errors import BadInput
+
+    runbook = load(config)
+    try:
+        began = parse_duration(since) if since is not None else None
+    except ValueError as exc:
+        raise BadInput(f"--since {since!r}: {exc}", hint="e.g. --since 20m") from exc
+    number = run_cancellable(
+        declare_incident(
+            runbook,
+            env,
+            level=level,
+            title=title,
+            since=began,
+            deployment_id=deployment,
+            actor=who,
+        )
+    )
+    console().print(
+        f"incident {number} declared in {env} (level {level});"
+        f" `rollout rollback {env}` mitigates it, `rollout resolve {number}` closes it",
+        highlight=False,
+    )
 
 
 def ack_command(

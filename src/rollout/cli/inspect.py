@@ -106,6 +106,7 @@ def history_json(records: list[Any]) -> list[dict[str, Any]]:
             "kind": r.kind,
             "tag": r.tag,
             "previous_tag": r.previous_tag,
+            "commit_sha": r.commit_sha,
             "status": r.status,
             "actor": r.actor,
             "started_at": r.started_at,

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import httpx
 
+from rollout import changes
+from rollout.changes import Change
 from rollout.config import Runbook
 from rollout.engine.events import CheckRecorded, Event, Fanout, Note, Sink
 from rollout.engine.lock import deploy_lock, whoami
@@ -39,6 +41,10 @@ class Options:
     commit_sha: str | None = None
     committed_at: datetime | None = None
     merged_at: datetime | None = None
+    # A git checkout of the app: the deployment records every commit since the previous
+    # deployment's as a change (rollout.changes), each with its own lead time.
+    repo: Path | None = None
+    changes: tuple[Change, ...] = ()  # filled from ``repo``, or the one commit given
     # Hosts whose install fails are left on their release and the rest deployed (never for
     # switches: a host that fails to switch is always put back).
     keep_going: bool = False
@@ -104,7 +110,29 @@ async def deploy(
     if dry_run:
         return Report(plan=plan)
     with open_store(runbook.store_url, redactor=runbook.redactor) as store:
+        options = _with_changes(options, store, plan.env, plan.tag)
         return await _execute(runbook, store, plan, runtime, targets, sinks, options)
+
+
+def _with_changes(options: Options, store: Store, env: str, tag: str) -> Options:
+    """What the deployment ships, for lead times: with a repository, every commit since the
+    previous deployment of ``env`` (read before anything is touched: a tag the repository does
+    not know is bad input); else the one commit given with its times, if any."""
+    if options.repo is not None:
+        sha = changes.resolve(options.repo, tag, options.commit_sha)
+        shipped = tuple(changes.shipped(options.repo, sha, store.last_commit(env)))
+        own = next((c for c in shipped if c.sha == sha), None)
+        return replace(
+            options,
+            commit_sha=sha,
+            committed_at=options.committed_at or (own.committed_at if own else None),
+            merged_at=options.merged_at or (own.merged_at if own else None),
+            changes=shipped,
+        )
+    if options.commit_sha and options.committed_at and not options.changes:
+        one = Change(options.commit_sha, options.committed_at, options.merged_at)
+        return replace(options, changes=(one,))
+    return options
 
 
 async def rollback(
@@ -204,6 +232,8 @@ async def _execute(
             reason=plan.reason,
             rollback_of=_rolled_back(store, plan),
         )
+        if options.changes:
+            store.add_changes(deployment_id, plan.env, options.changes)
         store.append_audit(
             actor=options.actor,
             action=f"{plan.kind.value}.started",
@@ -228,6 +258,8 @@ async def _execute(
         )
         runner.keep_going = options.keep_going
         runner.approvals = store.approvals(plan.env, plan.tag)
+        if plan.kind is Kind.ROLLBACK:  # a person rolling back responds to the open incident
+            runner.incident_id = _open_incident(store, plan.env)
         _store_work(runbook, store, plan, runner, deployment_id, options)
         if plan.kind is Kind.ROLLBACK:
             runner.previous_after_rollback = _previous_of(store, plan.env, plan.tag)
@@ -239,13 +271,91 @@ async def _execute(
             await close_targets(targets)
             if notify is not None:  # every message queued during the run, before the store closes
                 await notify.flush()
-        if runner.incident_id is not None and result.outcome is Outcome.ROLLED_BACK:
+        put_back = result.outcome is Outcome.ROLLED_BACK or (
+            plan.kind is Kind.ROLLBACK and result.outcome is Outcome.SUCCEEDED
+        )
+        if runner.incident_id is not None and put_back:
             # Mitigated: every host is back on the release it ran before, and healthy.
             store.update_incident(runner.incident_id, mitigated_at=utcnow(), status="mitigated")
             fanout.emit(Note(message=f"incident #{runner.incident_id} mitigated: rolled back"))
             _draft_postmortem(runbook, store, runner.incident_id, fanout)
         result.previous_tag = _common(runner.before)
     return Report(plan=plan, deployment_id=deployment_id, result=result, event_log=log.path)
+
+
+def _open_incident(store: Store, env: str) -> int | None:
+    """The newest incident of ``env`` not yet mitigated, which a rollback now mitigates."""
+    waiting = [i for i in store.incidents(env=env, open_only=True) if i.mitigated_at is None]
+    return max((i.id for i in waiting), default=None)
+
+
+async def declare_incident(
+    runbook: Runbook,
+    env: str,
+    *,
+    level: int,
+    title: str,
+    since: timedelta | None = None,
+    deployment_id: int | None = None,
+    actor: str | None = None,
+) -> int:
+    """A person declares an incident the monitoring did not see (customers report broken data):
+    recorded with when its impact began (``since`` ago, when known) and acknowledged by them,
+    tied to a deployment (default: the one running now), told to #incidents (paging from
+    level 2) and shown on the status page. A rollback of ``env`` then mitigates it."""
+    from rollout.monitor.incidents import TITLES
+
+    runbook.environment(env)
+    if level not in TITLES:
+        raise BadInput(f"no incident level {level}", hint="levels are 1 (minor) to 3 (critical)")
+    if not title.strip():
+        raise BadInput("an incident needs a title", hint='--title "checkout answers 500"')
+    person, now = actor or whoami(), utcnow()
+    with open_store(runbook.store_url, redactor=runbook.redactor) as store:
+        deployment = _declared_against(store, env, deployment_id)
+        incident_id = store.open_incident(
+            env=env,
+            deployment_id=deployment,
+            level=level,
+            title=title,
+            symptoms=title,
+            impact_start=now - since if since is not None else None,
+            detected_at=now,
+            action="declared",
+        )
+        store.update_incident(incident_id, acknowledged_at=now, acknowledged_by=person)
+        store.append_audit(
+            actor=person,
+            action="incident.declared",
+            subject=f"incident:{incident_id}",
+            details={"env": env, "level": level, "deployment": deployment},
+        )
+        notify = notify_sink(runbook, store, env)
+        if notify is not None:
+            notify.emit(
+                Note(message=f"incident #{incident_id} level {level} ({TITLES[level]}): {title}")
+            )
+            await notify.flush()
+    return incident_id
+
+
+def _declared_against(store: Store, env: str, deployment_id: int | None) -> int | None:
+    if deployment_id is None:
+        running = [
+            d
+            for d in store.deployments(env=env, kind=Kind.DEPLOY, limit=20)
+            if d.status is Outcome.SUCCEEDED
+        ]
+        return running[0].id if running else None
+    try:
+        found = store.deployment(deployment_id)
+    except RolloutError:
+        found = None
+    if found is None or found.env != env:
+        raise BadInput(
+            f"no deployment {deployment_id} of {env}", hint=f"see `rollout history --env {env}`"
+        )
+    return deployment_id
 
 
 def _draft_postmortem(runbook: Runbook, store: Store, incident_id: int, fanout: Fanout) -> None:

@@ -7,6 +7,7 @@ import sqlite3
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 from rich.console import Console
@@ -14,11 +15,12 @@ from rich.table import Table
 
 from rollout.cli.console import ConsoleSink, human_seconds, outcome_text
 from rollout.config import Runbook, load_runbook
-from rollout.engine.operations import Report, deploy, rollback
+from rollout.engine.operations import Options, Report, declare_incident, deploy, rollback
 from rollout.engine.targets import open_targets
 from rollout.model import Outcome
 from rollout.runtimes import make_runtime
 from rollout.sandbox.build import build_artifacts, demo_releases, write_runbook
+from rollout.sandbox.history import build_repo
 
 # (environment, release, how it must end), in the order a careful team ships: staging first.
 # Customers add vehicles on v1. v2 ships (its backup phase backs production's database up and
@@ -48,6 +50,9 @@ def run_demo(directory: Path | None, *, keep_running: bool, console: Console) ->
     console.print(f"[bold]rollout demo[/] in {root}", highlight=False)
     config = write_runbook(root)
     build_artifacts(root, list(releases.values()))
+    # The releases' commits, so each deployment records the changes it ships (lead times).
+    repo = build_repo(root, list(releases.values()), datetime.now(UTC))
+    options = Options(repo=repo) if repo is not None else None
     runbook = load_runbook(config)
     production_db = root / "data" / "production.db"
     results: list[tuple[str, str, Report]] = []
@@ -56,7 +61,20 @@ def run_demo(directory: Path | None, *, keep_running: bool, console: Console) ->
         for env, name, _ in SCRIPT:
             console.rule(f"{name} → {env}")
             if name == DB_ROLLBACK:
-                _damage(production_db, console)
+                damaged = _damage(production_db, console)
+                # Customers notice before any monitor: a person declares the incident, and
+                # the rollback that follows mitigates it (recovery time, post-mortem).
+                incident = asyncio.run(
+                    declare_incident(
+                        runbook,
+                        env,
+                        level=2,
+                        title="customers report damaged vehicles after v2",
+                        since=datetime.now(UTC) - damaged,
+                        actor="support",
+                    )
+                )
+                console.print(f"incident #{incident} declared (level 2)", highlight=False)
                 report = asyncio.run(
                     rollback(
                         runbook, env, database=True, reason="v2 damaged the vehicles", sinks=sinks
@@ -64,7 +82,9 @@ def run_demo(directory: Path | None, *, keep_running: bool, console: Console) ->
                 )
                 console.print(f"vehicles now: {_vehicles(production_db)}", highlight=False)
             else:
-                report = asyncio.run(deploy(runbook, env, releases[name].tag, sinks=sinks))
+                report = asyncio.run(
+                    deploy(runbook, env, releases[name].tag, sinks=sinks, options=options)
+                )
                 if (env, name) == ("production", "v1"):
                     _customers_write(production_db, console)
             results.append((env, name, report))
@@ -88,13 +108,16 @@ def _customers_write(database: Path, console: Console) -> None:
     console.print(f"customers added vehicles: {_vehicles(database)}", highlight=False)
 
 
-def _damage(database: Path, console: Console) -> None:
+def _damage(database: Path, console: Console) -> datetime:
+    """v2's bug at work; when it struck."""
+    struck = datetime.now(UTC)
     with sqlite3.connect(database) as conn:
         conn.execute("DELETE FROM vehicles WHERE make <> 'Volvo'")
         conn.execute("UPDATE vehicles SET model = '???', year = 0")
     console.print(
         f"[red]v2 damaged the data[/]: vehicles now: {_vehicles(database)}", highlight=False
     )
+    return struck
 
 
 def _vehicles(database: Path) -> str:
