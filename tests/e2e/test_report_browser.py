@@ -54,7 +54,7 @@ def test_the_kpi_page_renders_its_charts_and_figures(
     seen = _watch(page)
     page.goto(url)
     charts = page.locator(".charts figure svg")
-    assert charts.count() == 8
+    assert charts.count() == 9
     for index in range(charts.count()):
         box = charts.nth(index).bounding_box()
         assert box is not None and box["width"] > 300 and box["height"] > 100, box

@@ -252,7 +252,7 @@ def test_the_kpi_page_has_every_figure_and_the_weekly_trend(
     assert len(weeks) == 13
     assert [w[1] for w in weeks[-4:]] == ["0", "2", "1", "1"]  # deployments per week
     assert [w[3] for w in weeks[-4:]] == ["-", "0", "100", "100"]  # change failure rate %
-    assert text.count("<svg") == 8
+    assert text.count("<svg") == 9
     assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

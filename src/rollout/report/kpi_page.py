@@ -53,6 +53,9 @@ TRENDS = (
     Trend("error_rate", "error rate", "%", "line",
           (("error_rate", "errors"),),
           "share of the week's probe requests that failed"),
+    Trend("db_query_time", "database query time p95", "ms", "line",
+          (("db_query_time", "p95"),),
+          "95th percentile of the week's timed queries on the app's database"),
 )  # fmt: skip
 
 
@@ -107,6 +110,7 @@ def _targets(targets: KpiTargets) -> dict[str, float]:
         "error_budget": 0.0,
         "response_time_p95": targets.response_time_p95.total_seconds(),
         "error_rate": targets.error_rate,
+        "db_query_time": targets.db_query_time.total_seconds() * 1000,
     }
 
 
