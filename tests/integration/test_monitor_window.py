@@ -110,7 +110,8 @@ def recorded(folder: Path, query: str) -> list[tuple[object, ...]]:
 
 def test_a_clean_release_passes_the_window_and_its_samples_are_kept(site: object) -> None:
     folder, ports = site  # type: ignore[misc]
-    configure(folder, ports)
+    # A limit a healthy release meets even on a busy test machine (100 ms was met only mostly).
+    configure(folder, ports, p95_max="1s")
 
     done = rollout(folder, "deploy", "production", GOOD)
 
