@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from rollout.cli.common import DEFAULT_CONFIG, ConfigOption, JsonOption, console, load, print_json
+from rollout.cli.quick import show, show_code
 
 hosts_app = typer.Typer(
     help="The environment's hosts: record their SSH keys, close held connections.",
@@ -114,37 +115,14 @@ def exec_command(
             await close_targets(targets)
 
     results = run_cancellable(go())
+    shown = [{**r.__dict__, "output": runbook.redactor.redact(r.output)} for r in results]
     if as_json:
-        print_json([r.__dict__ for r in results])
-    elif sys.stdout.isatty():
-        out = console()
-        for r in results:
-            mark = (
-                "[green]ok[/]"
-                if r.exit_status == 0
-                else f"[red]exit {r.exit_status}[/]"
-                if r.exit_status is not None
-                else "[red]unreachable[/]"
-            )
-            out.print(f"[bold]── {r.host}[/] {mark} [dim]{r.seconds:.2f} s[/]", highlight=False)
-            if r.output:
-                out.print(runbook.redactor.redact(r.output), highlight=False, markup=False)
-    else:  # piped or captured: the same lines without styling, and without loading Rich
-        for r in results:
-            mark = (
-                "ok"
-                if r.exit_status == 0
-                else f"exit {r.exit_status}"
-                if r.exit_status is not None
-                else "unreachable"
-            )
-            sys.stdout.write(f"── {r.host} {mark} {r.seconds:.2f} s\n")
-            if r.output:
-                sys.stdout.write(runbook.redactor.redact(r.output) + "\n")
-    if any(r.exit_status is None for r in results):
-        raise typer.Exit(3)
-    if any(r.exit_status != 0 for r in results):
-        raise typer.Exit(1)
+        print_json(shown)
+        code = show_code(shown)
+    else:  # the same lines and exit code as when the connection holder answers (cli/quick.py)
+        code = show(shown, tty=sys.stdout.isatty())
+    if code:
+        raise typer.Exit(code)
 
 
 def logs_command(

@@ -99,9 +99,11 @@ def parse_exec(argv: list[str]) -> dict[str, object] | None:
 
 
 def show(results: list[dict[str, object]], *, tty: bool) -> int:
-    """Print each host's result as ``rollout exec`` does; the same exit code too."""
+    """Print each host's result, grouped, and give ``rollout exec``'s exit code: the one place
+    both paths (the holder's answer and the normal run, cli/fleet.py) print it."""
+    colour = tty and "NO_COLOR" not in os.environ
     bold, green, red, dim, plain = (
-        ("\033[1m", "\033[32m", "\033[31m", "\033[2m", "\033[0m") if tty else ("",) * 5
+        ("\033[1m", "\033[32m", "\033[31m", "\033[2m", "\033[0m") if colour else ("",) * 5
     )
     out = sys.stdout
     for r in results:
@@ -115,8 +117,13 @@ def show(results: list[dict[str, object]], *, tty: bool) -> int:
         )
         out.write(f"{bold}── {r['host']}{plain} {mark} {dim}{r['seconds']:.2f} s{plain}\n")
         if r["output"]:
-            out.write(f"{r['output']}\n")  # redacted by the holder, as the normal path does
+            out.write(f"{r['output']}\n")  # redacted by whoever ran the commands
     out.flush()
+    return show_code(results)
+
+
+def show_code(results: list[dict[str, object]]) -> int:
+    """3 when a host could not be reached, 1 when a command failed, else 0."""
     if any(r["exit_status"] is None for r in results):
         return 3
     return 1 if any(r["exit_status"] != 0 for r in results) else 0
