@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from rollout.database.base import url_scheme
 from rollout.model import CheckResult, CheckStatus
 
 # A gate, not a benchmark: one round trip on a fresh connection should be far below this.
@@ -37,7 +38,7 @@ async def ask(url: str, *, timeout: float = 5.0, config_dir: Path | None = None)
     An sqlite:/// URL: the file must exist and answer (relative to ``config_dir``). Shared by the
     pre-flight check and the monitoring window's database source, so both measure the same.
     """
-    if url.split(":", 1)[0].split("+", 1)[0] == "sqlite":
+    if url_scheme(url) == "sqlite":
         return await asyncio.to_thread(_ask_sqlite, url, config_dir or Path.cwd())
     import psycopg  # only environments with a database pay for the driver's import
 
@@ -96,7 +97,7 @@ async def check_database(
 ) -> CheckResult:
     """Connectivity and one ``SELECT 1`` under ``slow_ms``; a refused connection fails with the
     reason."""
-    sqlite = url.split(":", 1)[0].split("+", 1)[0] == "sqlite"
+    sqlite = url_scheme(url) == "sqlite"
     threshold = f"{'file exists' if sqlite else 'connects'}, SELECT 1 < {slow_ms:g} ms"
     try:
         answer = await ask(url, timeout=timeout, config_dir=config_dir)

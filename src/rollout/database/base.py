@@ -86,9 +86,14 @@ class Database(Protocol):
         ...
 
 
+def url_scheme(url: str) -> str:
+    """``postgresql``, ``sqlite``, ...: the URL's scheme without a driver (``+psycopg``)."""
+    return url.split(":", 1)[0].split("+", 1)[0].lower()
+
+
 def open_database(url: str, config_dir: Path) -> Database:
     """The database behind ``url``: postgresql://... or sqlite:///path (relative to the runbook)."""
-    scheme = url.split(":", 1)[0].split("+", 1)[0].lower()
+    scheme = url_scheme(url)
     if scheme in ("postgresql", "postgres"):
         from rollout.database.postgres import PostgresDatabase
 
