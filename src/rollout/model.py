@@ -18,6 +18,11 @@ from rollout.errors import BadTag
 _SAFE_TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
 
 
+# The metric of the monitoring window's timed `SELECT 1` (monitor.sources.DatabaseSource), which
+# the database query time KPI (kpi.queries) is computed from.
+DB_QUERY_METRIC = "db_query_seconds"
+
+
 def utcnow() -> datetime:
     """The current time, in UTC and aware: every time rollout stores carries its zone."""
     return datetime.now(UTC)

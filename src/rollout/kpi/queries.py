@@ -53,6 +53,7 @@ from sqlalchemy import (
 from rollout.errors import StoreError
 from rollout.kpi import dora
 from rollout.kpi.slo import Requests
+from rollout.model import DB_QUERY_METRIC
 from rollout.store import schema
 
 REACHED_PRODUCTION = ("succeeded", "rolled_back")
@@ -61,7 +62,7 @@ QUANTILES = (0.5, 0.9)
 DEFAULT_RESPOND_WITHIN = {1: 15 * 60.0, 2: 10 * 60.0, 3: 5 * 60.0}
 PROBE = "http_error"  # one sample per probe request: 0 good, above 0 failed
 LATENCY = "latency_seconds"
-DB_QUERY = "db_query_seconds"  # a timed SELECT 1 (rollout.monitor.sources.DatabaseSource)
+DB_QUERY = DB_QUERY_METRIC  # a timed SELECT 1 (rollout.monitor.sources.DatabaseSource)
 HOUR = timedelta(hours=1)
 
 

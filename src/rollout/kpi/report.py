@@ -135,18 +135,23 @@ def _frequency(facts: Facts, targets: KpiTargets) -> list[Figure]:
     ]
 
 
+def _median(key: str, label: str, spread: Spread, limit_s: float, tier: str, note: str) -> Figure:
+    """A time's median in minutes against its limit (exclusive) and its DORA tiers."""
+    return Figure(
+        key,
+        f"{label} (median)",
+        _minutes(spread.p50),
+        "min",
+        f"< {limit_s / 60:g} min",
+        None if spread.p50 is None else spread.p50 < limit_s,
+        dora.tiers(tier, spread.p50),
+        note,
+    )
+
+
 def _lead(key: str, label: str, spread: Spread, target_s: float, note: str) -> list[Figure]:
     return [
-        Figure(
-            key,
-            f"{label} (median)",
-            _minutes(spread.p50),
-            "min",
-            f"< {target_s / 60:g} min",
-            None if spread.p50 is None else spread.p50 < target_s,
-            dora.tiers("lead_time", spread.p50),
-            note,
-        ),
+        _median(key, label, spread, target_s, "lead_time", note),
         Figure(f"{key}_p90", f"{label} (p90)", _minutes(spread.p90), "min"),
     ]
 
@@ -204,14 +209,12 @@ def _recovery(facts: Facts, targets: KpiTargets) -> list[Figure]:
     limit = targets.recovery_time.total_seconds()
     overall = facts.recovery
     figures = [
-        Figure(
+        _median(
             "recovery_time",
-            "failed deployment recovery time (median)",
-            _minutes(overall.p50),
-            "min",
-            f"< {limit / 60:g} min",
-            None if overall.p50 is None else overall.p50 < limit,
-            dora.tiers("recovery_time", overall.p50),
+            "failed deployment recovery time",
+            overall,
+            limit,
+            "recovery_time",
             f"{overall.count} incidents from deployments, impact start to mitigated",
         ),
         Figure(
@@ -224,14 +227,12 @@ def _recovery(facts: Facts, targets: KpiTargets) -> list[Figure]:
     for level in facts.levels:
         spread = level.recovery
         figures.append(
-            Figure(
+            _median(
                 f"recovery_time_level{level.level}",
-                f"recovery time, level {level.level} (median)",
-                _minutes(spread.p50),
-                "min",
-                f"< {limit / 60:g} min",
-                None if spread.p50 is None else spread.p50 < limit,
-                dora.tiers("recovery_time", spread.p50),
+                f"recovery time, level {level.level}",
+                spread,
+                limit,
+                "recovery_time",
                 f"p90 {_show(_minutes(spread.p90))} min over {spread.count} incidents",
             )
         )

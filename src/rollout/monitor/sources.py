@@ -29,7 +29,7 @@ from rollout.checks.http import fetch
 from rollout.checks.resources import cpu_readings, cpu_spent, meminfo_fields
 from rollout.errors import RolloutError
 from rollout.hosts.base import Host
-from rollout.model import utcnow
+from rollout.model import DB_QUERY_METRIC, utcnow
 from rollout.runtimes.base import Target
 
 
@@ -257,7 +257,7 @@ _READ_FIRST = (
 
 # --- the app's database --------------------------------------------------------------------
 
-DB_QUERY = "db_query_seconds"
+DB_QUERY = DB_QUERY_METRIC
 
 
 class DatabaseSource:
