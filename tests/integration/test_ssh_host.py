@@ -51,6 +51,30 @@ def test_commands_run_quoted_over_one_reused_connection(fleet: Fleet) -> None:
     assert accepted_logins(server) == 1
 
 
+def test_aes_gcm_is_negotiated_first_and_a_chacha20_only_server_is_still_reached(
+    fleet: Fleet,
+) -> None:
+    """asyncssh's ChaCha20-Poly1305 costs ~6x the CPU per packet of its AES-GCM, and a deploy
+    sends many small packets, so AES-GCM is asked for first; ChaCha20 stays a fallback."""
+    default = fleet.add("web-1", "127.0.0.2")
+    chacha_only = fleet.add(
+        "web-2", "127.0.0.3", sshd_config="Ciphers chacha20-poly1305@openssh.com\n"
+    )
+
+    async def scenario(server: SshdHost) -> tuple[str, str, str]:
+        host = ssh_host(fleet, server)
+        try:
+            conn = await host.connection()
+            said = (await host.run(["echo", "ok"])).stdout
+            return conn.get_extra_info("send_cipher"), conn.get_extra_info("recv_cipher"), said
+        finally:
+            await host.close()
+
+    gcm, chacha = "aes128-gcm@openssh.com", "chacha20-poly1305@openssh.com"
+    assert asyncio.run(scenario(default)) == (gcm, gcm, "ok\n")
+    assert asyncio.run(scenario(chacha_only)) == (chacha, chacha, "ok\n")
+
+
 def test_a_failing_command_names_host_command_and_output(fleet: Fleet) -> None:
     host = ssh_host(fleet, fleet.add("web-1", "127.0.0.2"))
     with pytest.raises(

@@ -22,6 +22,19 @@ from rollout.errors import CommandFailed, HostError
 from rollout.hosts.base import CommandResult
 from rollout.hosts.shell import ShellPool
 
+# AES-GCM first: on CPUs with AES instructions it is the cheaper cipher on both ends, and
+# asyncssh's ChaCha20-Poly1305 builds several cipher contexts per packet (~20 us against ~3.5
+# us here), which a deploy's many short commands pay on every packet. ChaCha20 stays offered
+# for servers that allow nothing else; all of these are in OpenSSH's default set.
+CIPHERS = (
+    "aes128-gcm@openssh.com",
+    "aes256-gcm@openssh.com",
+    "chacha20-poly1305@openssh.com",
+    "aes256-ctr",
+    "aes192-ctr",
+    "aes128-ctr",
+)
+
 
 @dataclass(frozen=True)
 class Endpoint:
@@ -88,6 +101,7 @@ class SshHost:
             "client_keys": [str(self.key_file)] if self.key_file else (),
             "agent_path": () if self.settings.agent else None,
             "config": None,  # ~/.ssh/config must not change what a runbook says
+            "encryption_algs": CIPHERS,
             "connect_timeout": self.settings.connect_timeout.total_seconds(),
             "keepalive_interval": self.settings.keepalive_interval.total_seconds(),
             "keepalive_count_max": self.settings.keepalive_count_max,
