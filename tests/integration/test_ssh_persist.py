@@ -85,6 +85,22 @@ def alive(pid: int) -> bool:
     return True
 
 
+def held_host(fleet: Fleet, server: SshdHost, control: Path, persist: str) -> MuxHost:
+    spec = HostConfig.model_validate(
+        {"name": server.name, "address": server.address, "port": server.port, "user": TEST_USER}
+    )
+    settings = SshSettings.model_validate(
+        {
+            "known_hosts": str(fleet.known_hosts),
+            "key_file": str(fleet.client_key),
+            "agent": False,
+            "persist": persist,
+            "control_dir": str(control),
+        }
+    )
+    return MuxHost(spec, settings, fleet.base)
+
+
 def test_a_second_run_reuses_the_held_connection_until_disconnect(
     fleet: Fleet, control: Path
 ) -> None:
@@ -169,19 +185,7 @@ def test_commands_files_and_streams_go_through_the_holder(
     fleet: Fleet, control: Path, tmp_path: Path
 ) -> None:
     server = fleet.add("web-1", "127.0.0.2")
-    spec = HostConfig.model_validate(
-        {"name": "web-1", "address": server.address, "port": server.port, "user": TEST_USER}
-    )
-    settings = SshSettings.model_validate(
-        {
-            "known_hosts": str(fleet.known_hosts),
-            "key_file": str(fleet.client_key),
-            "agent": False,
-            "persist": "30s",
-            "control_dir": str(control),
-        }
-    )
-    host = MuxHost(spec, settings, fleet.base)
+    host = held_host(fleet, server, control, persist="30s")
     local = tmp_path / "artifact.bin"
     local.write_bytes(bytes(range(256)) * 1000)
 
@@ -199,6 +203,56 @@ def test_commands_files_and_streams_go_through_the_holder(
     assert "RELEASE=v1; rm -rf /" in stdout.splitlines()
     assert lines == ["one", "two"]
     assert copied == local.read_bytes()
+    assert logins(server) == 1
+
+
+def test_a_run_keeps_its_connection_between_commands_longer_apart_than_persist(
+    fleet: Fleet, control: Path
+) -> None:
+    """A run's commands for a host share one session with the holder, and the holder does not
+    close a connection a session still uses; once the run ends, persist counts again."""
+    server = fleet.add("web-1", "127.0.0.2")
+    host = held_host(fleet, server, control, persist="1s")
+
+    async def scenario() -> list[str]:
+        try:
+            first = (await host.run(["echo", "one"])).stdout
+            await asyncio.sleep(2.5)  # the holder looks for idle connections every 0.5 s
+            return [first, (await host.run(["echo", "two"])).stdout]
+        finally:
+            await host.close()
+
+    assert asyncio.run(scenario()) == ["one\n", "two\n"]
+    assert logins(server) == 1
+    # The run's end lets the holder close the connection and leave, removing its pidfile (it
+    # is this test process's child, so its pid lingers as a zombie: the pidfile tells).
+    deadline = time.monotonic() + 10
+    while holder_pid(control) is not None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert holder_pid(control) is None and not (control / "holder.sock").exists()
+
+
+def test_answers_never_cross_between_requests_on_reused_sessions(
+    fleet: Fleet, control: Path
+) -> None:
+    server = fleet.add("web-1", "127.0.0.2")
+    host = held_host(fleet, server, control, persist="30s")
+
+    async def scenario() -> list[str]:
+        said = []
+        lines = host.stream(["sh", "-c", "for i in $(seq 1 2000); do echo line-$i; done"])
+        said.append(await anext(lines))
+        await lines.aclose()  # left after one line: the rest must not reach the next request
+        said.append((await host.run(["echo", "next"])).stdout)
+        with pytest.raises(CommandFailed):
+            await host.run(["sh", "-c", "echo no >&2; exit 3"])
+        said.append((await host.run(["echo", "after an error"])).stdout)
+        return said
+
+    assert asyncio.run(scenario()) == ["line-1", "next\n", "after an error\n"]
+    # a later event loop cannot use the first one's sessions, and does not need to be told
+    assert asyncio.run(host.run(["echo", "new loop"])).stdout == "new loop\n"
+    asyncio.run(host.close())
     assert logins(server) == 1
 
 

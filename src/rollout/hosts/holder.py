@@ -80,6 +80,7 @@ class Holder:
         return held
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """One socket connection: a one-off request (stop, exec) or a session for one host."""
         try:
             if not self._same_user(writer):
                 return
@@ -89,26 +90,51 @@ class Holder:
             request = json.loads(line)
             self.last_request = asyncio.get_running_loop().time()
             if request["op"] == "stop":
-                self.stopping.set()
+                # Close first, then end: ending first would cancel this task mid-close.
                 await self.close_all()
+                self.stopping.set()
                 return
             if request["op"] == "exec":
                 await _send(writer, await self.run_exec(request))
                 return
-            held = self.destination(request)
-            held.busy += 1
-            try:
-                await self.answer(held.host, request, writer)
-            except Exception as exc:  # every failure goes back to the caller, typed
-                if not isinstance(exc, (OSError, ConnectionError)) or writer.is_closing():
-                    traceback.print_exc(file=sys.stderr)
-                with contextlib.suppress(OSError):
-                    await _send(writer, {"error": error_data(exc)})
-            finally:
-                held.busy -= 1
-                held.last_used = asyncio.get_running_loop().time()
+            await self.session(self.destination(request), request, reader, writer)
         finally:
             writer.close()
+
+    async def session(
+        self,
+        held: Held,
+        request: dict[str, Any],
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+    ) -> None:
+        """Answer requests for one host until the caller closes the socket.
+
+        The host's connection counts as busy while the session lasts, so it is not reaped
+        between a run's commands; the session is tied to the connection (and so to the
+        known_hosts file) its first request found.
+        """
+        loop = asyncio.get_running_loop()
+        held.busy += 1
+        try:
+            while True:
+                try:
+                    await self.answer(held.host, request, writer)
+                except Exception as exc:  # every failure goes back to the caller, typed
+                    if not isinstance(exc, (OSError, ConnectionError)) or writer.is_closing():
+                        traceback.print_exc(file=sys.stderr)
+                    if writer.is_closing():
+                        return
+                    with contextlib.suppress(OSError):
+                        await _send(writer, {"error": error_data(exc)})
+                held.last_used = self.last_request = loop.time()
+                line = await reader.readline()
+                if not line:
+                    return
+                request = json.loads(line)
+        finally:
+            held.busy -= 1
+            held.last_used = loop.time()
 
     async def answer(
         self, host: SshHost, request: dict[str, Any], writer: asyncio.StreamWriter

@@ -17,7 +17,10 @@ Safety, because whoever can talk to the socket can run commands on the servers:
 - `rollout hosts disconnect` closes every held connection and ends the holder.
 
 The wire format is one JSON object per line: a request, then its answers (``ok``, ``line``s of a
-stream, ``end``, or ``error`` carrying the exception to raise here).
+stream, ``end``, or ``error`` carrying the exception to raise here). A socket connection is a
+session for one host: its first request names the destination, and the run sends its later
+commands for that host on the same socket (the holder keeps the host's connection open while a
+session lasts), which spares both processes a socket and the destination's lookup per command.
 """
 
 from __future__ import annotations
@@ -128,6 +131,9 @@ class MuxHost:
         self.directory = control_dir(settings, config_dir)
         self._checked = False
         self._where = destination(spec, settings, config_dir)
+        # Open sessions with the holder between requests, and the event loop they belong to.
+        self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def name(self) -> str:
@@ -171,12 +177,36 @@ class MuxHost:
             await anext(answers)
 
     async def close(self) -> None:
-        """Nothing to close here: the holder keeps the connection for ``ssh.persist``."""
+        """End this run's sessions; the holder keeps the SSH connection for ``ssh.persist``."""
+        for _reader, writer in self._sessions():
+            writer.close()
+        self._idle = []
 
     # --- the socket ------------------------------------------------------------------------------
 
     def _exchange(self, request: dict[str, Any]) -> _Exchange:
-        return _Exchange(self, {**request, **self._where})
+        return _Exchange(self, request)
+
+    def _sessions(self) -> list[tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
+        """The idle sessions, when they belong to the running loop (a new loop cannot use them)."""
+        if self._loop is not asyncio.get_running_loop():
+            self._idle, self._loop = [], asyncio.get_running_loop()
+        return self._idle
+
+    async def take_session(
+        self, request: dict[str, Any]
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, dict[str, Any]]:
+        """An open session and the request to send on it: a new session's names the host."""
+        idle = self._sessions()
+        while idle:
+            reader, writer = idle.pop()
+            if not writer.is_closing() and not reader.at_eof():
+                return reader, writer, request
+        reader, writer = await self.open_socket()
+        return reader, writer, {**request, **self._where}
+
+    def give_back(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._sessions().append((reader, writer))
 
     async def open_socket(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         if not self._checked:  # the folder's ownership and mode, once per host and run
@@ -197,17 +227,23 @@ class MuxHost:
 
 
 class _Exchange:
-    """One request on its own socket connection; the answers as an async iterator."""
+    """One request on a session; the answers as an async iterator.
+
+    A session whose request was answered in full (``ok``, ``end`` or ``error``) goes back to the host's idle sessions; one left mid-answer (the caller stopped reading, or
+    was cancelled) is closed, since unread answers would be taken for the next request's.
+    """
 
     def __init__(self, host: MuxHost, request: dict[str, Any]) -> None:
         self.host = host
         self.request = request
-        self.writer: asyncio.StreamWriter | None = None
+        self.session: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+        self.answered = False
 
     async def __aenter__(self) -> AsyncIterator[dict[str, Any]]:
-        reader, self.writer = await self.host.open_socket()
-        self.writer.write(json.dumps(self.request).encode() + b"\n")
-        await self.writer.drain()
+        reader, writer, request = await self.host.take_session(self.request)
+        self.session = (reader, writer)
+        writer.write(json.dumps(request).encode() + b"\n")
+        await writer.drain()
         return self._answers(reader)
 
     async def _answers(self, reader: asyncio.StreamReader) -> AsyncIterator[dict[str, Any]]:
@@ -217,12 +253,18 @@ class _Exchange:
                 raise HostError(self.host.name, "the connection holder went away mid-request")
             answer = json.loads(line)
             if "error" in answer:
+                self.answered = True
                 raise error_from(answer["error"])
+            self.answered = "line" not in answer
             yield answer
 
     async def __aexit__(self, *exc: object) -> None:
-        if self.writer is not None:
-            self.writer.close()
+        if self.session is None:
+            return
+        if self.answered:
+            self.host.give_back(*self.session)
+        else:
+            self.session[1].close()
 
 
 async def start_holder(directory: Path) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
