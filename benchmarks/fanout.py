@@ -422,11 +422,11 @@ class Bench:
         }[(tool, what)]  # fmt: skip
 
     def timed(self, argv: list[str]) -> tuple[float, float]:
-        cpu = _children_cpu()
+        cpu = _children_cpu() + self.holder_cpu()
         started = time.perf_counter()
         done = subprocess.run(argv, cwd=self.base, capture_output=True, text=True)
         elapsed = time.perf_counter() - started
-        cpu = _children_cpu() - cpu
+        cpu = _children_cpu() + self.holder_cpu() - cpu
         if done.returncode != 0:
             raise SystemExit(
                 f"{shlex.join(argv[:4])} ... failed ({done.returncode}):\n"
@@ -435,13 +435,29 @@ class Bench:
         return elapsed, cpu
 
     def sshd_cpu(self) -> float:
-        """CPU seconds the 20 sshd servers and everything they started (reaped) have used."""
+        """CPU seconds the 20 sshd servers and everything under them have used: the ended
+        children through the listeners' own counters, the live ones (the sessions and shells
+        of held connections) through theirs."""
+        table = _process_table()
+        under: dict[int, list[int]] = {}
+        for pid, (parent, _) in table.items():
+            under.setdefault(parent, []).append(pid)
+        pending = [s.process.pid for s in self.servers if s.process is not None]
         ticks = 0
-        for server in self.servers:
-            assert server.process is not None
-            fields = Path(f"/proc/{server.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-            ticks += sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
+        while pending:
+            pid = pending.pop()
+            ticks += table.get(pid, (0, 0))[1]
+            pending.extend(under.get(pid, []))
         return ticks / os.sysconf("SC_CLK_TCK")
+
+    def holder_cpu(self) -> float:
+        """CPU seconds rollout's connection holder has used, 0 before it runs: it works for the
+        `rollout held` runs, so its CPU is theirs."""
+        try:
+            pid = int((self.control / "holder.pid").read_text())
+            return _process_table([pid])[pid][1] / os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError, KeyError):
+            return 0.0
 
     def check_strict(self) -> None:
         """Every tool must refuse the host whose key is not in known_hosts."""
@@ -688,6 +704,19 @@ def _deploy_breakdown(where: Path) -> str:
     return "\n".join(lines)
 
 
+def _process_table(pids: list[int] | None = None) -> dict[int, tuple[int, int]]:
+    """pid -> (parent pid, clock ticks used: utime stime cutime cstime), from /proc."""
+    table = {}
+    chosen = pids if pids is not None else [int(p) for p in os.listdir("/proc") if p.isdigit()]
+    for pid in chosen:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # ended meanwhile: its time is in its parent's counters now
+        table[pid] = (int(fields[1]), sum(int(f) for f in fields[11:15]))
+    return table
+
+
 def _children_cpu() -> float:
     times = os.times()
     return times.children_user + times.children_system
@@ -732,7 +761,8 @@ def report(bench: Bench, samples: dict[str, dict[str, list[Sample]]]) -> tuple[f
             )
     print(
         "  CPU: client = the tool's process and its children (os.times; for `lib` rows this"
-        " process's CPU); sshd = the 20 servers and what they ran (/proc/<pid>/stat, reaped children)"
+        " process's CPU) and rollout's connection holder; sshd = the 20 servers and everything"
+        " under them, ended or live (/proc/<pid>/stat)"
     )
     return ratios["one"], ratios["ten"]
 
