@@ -145,7 +145,8 @@ class ConsoleSink:
         self.console.print(table)
         line = f"{self.title}: {outcome_text(event.outcome)}"
         if event.reason:
-            where = f" at {event.failed_step}" + (
+            # An operator's Ctrl-C has a reason but no failed step.
+            where = (f" at {event.failed_step}" if event.failed_step else "") + (
                 f" on {event.failed_host}" if event.failed_host else ""
             )
             line += f"{where}: {_escape(event.reason.splitlines()[0])}"
