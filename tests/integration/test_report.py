@@ -36,6 +36,15 @@ class History:
     rolled_back: int
 
 
+def weekly_frequency(history: History) -> set[str]:
+    """What the KPI page may say of the history's 4 deployments per week: they are counted from
+    the UTC day of the first record (20 days 5 hours back) until the page is written, so the
+    figure depends on the time of day; the page is written between ``history.now`` and now."""
+    first = history.now - timedelta(days=20, hours=5)
+    day = first.replace(hour=0, minute=0, second=0, microsecond=0)
+    return {f"{4 / ((at - day) / timedelta(weeks=1)):.2f}/week" for at in (history.now, utcnow())}
+
+
 def _deployment(store: Store, started: datetime, tag: str, status: Outcome, **extra: object) -> int:
     found = store.create_deployment(
         app="demo-app", env="production", kind=Kind.DEPLOY, tag=tag, actor="ana",
@@ -240,7 +249,8 @@ def test_the_kpi_page_has_every_figure_and_the_weekly_trend(
     # 4 deployments since the records start (about 3 weeks of the 90 days), 2 failed (one
     # rolled back, one with an incident).
     frequency = tables.row("deployment frequency")
-    assert frequency[1:4] == ["1.37/week", ">= weekly (1/week)", "met"]
+    assert frequency[1] in weekly_frequency(history)
+    assert frequency[2:4] == [">= weekly (1/week)", "met"]
     assert tables.row("change failure rate")[1:4] == ["50%", "<= 5 %", "missed"]
     assert tables.row("change failure rate")[4:6] == ["low", "low"]  # DORA 2023, 2024
     assert tables.row("failed deployment recovery time (median)")[1] == "11.5 min"
