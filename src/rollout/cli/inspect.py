@@ -99,25 +99,9 @@ def status_command(
 
 
 def history_json(records: list[Any]) -> list[dict[str, Any]]:
-    return [
-        {
-            "id": r.id,
-            "env": r.env,
-            "kind": r.kind,
-            "tag": r.tag,
-            "previous_tag": r.previous_tag,
-            "commit_sha": r.commit_sha,
-            "status": r.status,
-            "actor": r.actor,
-            "started_at": r.started_at,
-            "finished_at": r.finished_at,
-            "seconds": None if r.duration is None else round(r.duration.total_seconds(), 3),
-            "reason": r.reason,
-            "failed_host": r.failed_host,
-            "failed_step": r.failed_step,
-        }
-        for r in records
-    ]
+    from rollout.store.records import deployment_summary
+
+    return [deployment_summary(r) for r in records]
 
 
 def history_command(

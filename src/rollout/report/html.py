@@ -1,4 +1,5 @@
-"""Self-contained HTML pages: inline CSS and inline SVG, no scripts, nothing fetched.
+"""Self-contained HTML pages: inline CSS and inline SVG, nothing fetched, no scripts (but the
+dashboard's one same-origin file, when asked for).
 
 Every text from the records goes through ``esc`` (``html.escape``); only ``Safe`` strings,
 built here from escaped parts or drawn by matplotlib, reach a page as they are. The records
@@ -94,16 +95,23 @@ def figure(svg: str, caption: str) -> Safe:
     return Safe(f"<figure>\n{svg}\n<figcaption>{esc(caption)}</figcaption>\n</figure>\n")
 
 
-def page(title: str, subtitle: str, sections: Iterable[Safe]) -> str:
+def page(title: str, subtitle: str, sections: Iterable[Safe], *, script: str | None = None) -> str:
+    """A whole page; ``script``, a same-origin path, is the one script it may load (the
+    dashboard's live view), and the page's policy then lets it connect back to its origin."""
     body = "\n".join(sections)
+    policy = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
+    tag = ""
+    if script is not None:
+        policy += "; script-src 'self'; connect-src 'self'"
+        tag = f'<script src="{esc(script)}" defer></script>\n'
     return (
         "<!DOCTYPE html>\n"
         '<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-        # No scripts, no remote anything: the page is a record that must open offline.
-        '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
-        "style-src 'unsafe-inline'; img-src data:\">\n"
-        f"<title>{esc(title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n"
+        # No remote anything, and no scripts but the one given: the page is a record that
+        # must open offline.
+        f'<meta http-equiv="Content-Security-Policy" content="{policy}">\n'
+        f"<title>{esc(title)}</title>\n<style>{CSS}</style>\n{tag}</head>\n<body>\n"
         f'<h1>{esc(title)}</h1>\n<p class="sub">{esc(subtitle)}</p>\n{body}\n</body>\n</html>\n'
     )
 
@@ -112,9 +120,12 @@ def section(title: str, *parts: Safe) -> Safe:
     return Safe(f"<section>\n<h2>{esc(title)}</h2>\n" + "".join(parts) + "</section>\n")
 
 
-def render(doc: Document) -> str:
-    """A report document as one self-contained page, charts inlined as SVG."""
-    return page(doc.title, doc.subtitle, [_section(s) for s in doc.sections])
+def render(doc: Document, *, lead: Sequence[Safe] = (), script: str | None = None) -> str:
+    """A report document as one self-contained page, charts inlined as SVG; ``lead`` sections
+    go before the report's own (the dashboard's navigation and live view)."""
+    return page(
+        doc.title, doc.subtitle, [*lead, *(_section(s) for s in doc.sections)], script=script
+    )
 
 
 def _section(s: DocSection) -> Safe:

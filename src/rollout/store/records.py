@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from rollout.model import CheckStatus, Kind, Outcome, StepStatus
 
@@ -37,6 +38,26 @@ class DeploymentRecord:
     def duration(self) -> timedelta | None:
         """How long it ran; None while it is still running."""
         return _span(self.started_at, self.finished_at)
+
+
+def deployment_summary(r: DeploymentRecord) -> dict[str, Any]:
+    """A deployment as `rollout history --json` prints it and the dashboard's API serves it."""
+    return {
+        "id": r.id,
+        "env": r.env,
+        "kind": r.kind,
+        "tag": r.tag,
+        "previous_tag": r.previous_tag,
+        "commit_sha": r.commit_sha,
+        "status": r.status,
+        "actor": r.actor,
+        "started_at": r.started_at,
+        "finished_at": r.finished_at,
+        "seconds": None if r.duration is None else round(r.duration.total_seconds(), 3),
+        "reason": r.reason,
+        "failed_host": r.failed_host,
+        "failed_step": r.failed_step,
+    }
 
 
 @dataclass(frozen=True)
