@@ -34,6 +34,7 @@ def modules() -> tuple[ModuleType, ...]:
         readiness,
         report,
         watch,
+        web,
     )
 
     return (
@@ -53,6 +54,7 @@ def modules() -> tuple[ModuleType, ...]:
         monitor,
         watch,
         ci,
+        web,
     )
 
 

@@ -1,0 +1,118 @@
+"""The app factory: routes, the static script, security headers on every answer, and the one
+place errors become HTTP answers (an HTML page, or JSON under /api/)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.datastructures import MutableHeaders
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from rollout.config import Runbook
+from rollout.errors import BadInput, InfrastructureError, RolloutError
+from rollout.web import pages, routes
+from rollout.web.site import Site
+
+STATIC = Path(__file__).parent / "static"
+
+# Nothing from another origin, no inline script: the one script is /static/live.js, and it
+# talks only to this server (its event stream). Inline styles are how the pages are styled.
+CSP = (
+    "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; "
+    "img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+}
+
+
+def create_app(runbook: Runbook, *, poll: float = 0.5) -> FastAPI:
+    """The dashboard of ``runbook``'s store; the store is opened on the first request and
+    closed when the server shuts down. ``poll``: seconds between reads of a running deploy."""
+    site = Site(runbook, poll)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            site.close()
+
+    app = FastAPI(
+        title=f"rollout: {runbook.app}",
+        docs_url=None,  # the API docs pages load their scripts from a CDN
+        redoc_url=None,
+        openapi_url=None,
+        lifespan=lifespan,
+    )
+    app.add_middleware(SecurityHeaders)
+    app.add_exception_handler(RolloutError, _rollout_error(site))
+    app.add_exception_handler(HTTPException, _http_error)
+    app.include_router(routes.router(site))
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return app
+
+
+class SecurityHeaders:
+    """Adds ``HEADERS`` to every answer, errors and the event stream included (plain ASGI, so
+    a streamed answer passes through untouched)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def sending(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in HEADERS.items():
+                    headers[name] = value
+            await send(message)
+
+        await self.app(scope, receive, sending)
+
+
+def _rollout_error(site: Site) -> Callable[[Request, Exception], Awaitable[Response]]:
+    async def handle(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RolloutError)
+        code = (
+            404
+            if isinstance(exc, routes.NotFound)
+            else 400
+            if isinstance(exc, BadInput)
+            else 503
+            if isinstance(exc, InfrastructureError)
+            else 500
+        )
+        # Errors quote what they met; a secret the runbook knows never reaches the page.
+        redact = site.runbook.redactor.redact
+        message = redact(exc.message)
+        hint = None if exc.hint is None else redact(exc.hint)
+        return _answer(request, code, message, hint)
+
+    return handle
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    message = f"no page at {request.url.path}" if exc.status_code == 404 else str(exc.detail)
+    return _answer(request, exc.status_code, message, "the overview is at /")
+
+
+def _answer(request: Request, code: int, message: str, hint: str | None) -> Response:
+    if request.url.path.startswith("/api/"):
+        return JSONResponse({"error": message, "hint": hint}, status_code=code)
+    title = "not found" if code == 404 else f"error {code}"
+    return HTMLResponse(pages.problem(title, message, hint), status_code=code)
