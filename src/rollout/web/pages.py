@@ -75,7 +75,7 @@ def _lock(lock: LockInfo | None) -> str:
 
 
 def _incident(i: IncidentRecord) -> Safe:
-    return Safe(f'<a href="/incidents">#{i.id}</a> level {i.level} ({esc(i.status)})')
+    return Safe(f'<a href="/incidents">incident #{i.id}</a> level {i.level} ({esc(i.status)})')
 
 
 def deployments(records: Sequence[DeploymentRecord]) -> Safe:
