@@ -3,6 +3,7 @@ through the Store API, with hand-picked records (hostile text included)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -40,6 +41,12 @@ def store(runbook: Runbook) -> Iterator[Store]:
 
 @pytest.fixture
 def client(runbook: Runbook) -> Iterator[httpx.Client]:
+    with _served(runbook) as http:
+        yield http
+
+
+@contextlib.contextmanager
+def _served(runbook: Runbook) -> Iterator[httpx.Client]:
     """The app served by uvicorn in a thread of this process, on a loopback port."""
     sock = bind("127.0.0.1", 0)
     port = sock.getsockname()[1]
@@ -158,3 +165,31 @@ def test_the_api_limits_and_filters_like_history(store: Store, client: httpx.Cli
     listed = client.get("/api/deployments", params={"limit": 2}).json()
     assert [d["id"] for d in listed] == ids[::-1][:2]
     assert client.get("/api/deployments", params={"env": "staging"}).json() == []
+
+
+def test_records_that_cannot_be_read_are_a_503_page_with_the_headers(
+    runbook: Runbook, store: Store, client: httpx.Client
+) -> None:
+    with store.engine.begin() as conn:
+        conn.exec_driver_sql("DROP TABLE follow_ups")  # incidents' neighbours keep their keys
+        conn.exec_driver_sql("DROP TABLE incidents")
+    answer = client.get("/incidents")
+    assert answer.status_code == 503
+    assert answer.headers["x-content-type-options"] == "nosniff"
+    assert "script-src 'self'" in answer.headers["content-security-policy"]
+    assert "<h1>error 503</h1>" in answer.text
+    assert client.get("/api/deployments").status_code == 200  # the rest still reads
+
+
+def test_a_kpi_target_the_kpi_commands_refuse_is_a_400_page_saying_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    box = make_sandbox(tmp_path / "box", hosts=1, tags=[])
+    box.config.write_text(
+        box.config.read_text() + "kpi: {targets: {deployment_frequency: sometimes}}\n"
+    )
+    monkeypatch.setenv("APP_TOKEN", box.env["APP_TOKEN"])
+    with _served(load_runbook(box.config)) as http:
+        answer = http.get("/kpi")
+    assert answer.status_code == 400
+    assert "rollout.yml: kpi.targets.deployment_frequency &#x27;sometimes&#x27;" in answer.text

@@ -57,6 +57,7 @@ def create_app(runbook: Runbook, *, poll: float = 0.5) -> FastAPI:
     app.add_middleware(SecurityHeaders)
     app.add_exception_handler(RolloutError, _rollout_error(site))
     app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(Exception, _crash)
     app.include_router(routes.router(site))
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
@@ -111,8 +112,15 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return _answer(request, exc.status_code, message, "the overview is at /")
 
 
+async def _crash(request: Request, exc: Exception) -> Response:
+    # A bug: the traceback goes to the server's log (Starlette re-raises it after this answer),
+    # never to the page, where it could quote anything.
+    return _answer(request, 500, "the dashboard could not build this page", "see the server's log")
+
+
 def _answer(request: Request, code: int, message: str, hint: str | None) -> Response:
+    # The headers are set here too: an unexpected error is answered outside the middleware.
     if request.url.path.startswith("/api/"):
-        return JSONResponse({"error": message, "hint": hint}, status_code=code)
+        return JSONResponse({"error": message, "hint": hint}, status_code=code, headers=HEADERS)
     title = "not found" if code == 404 else f"error {code}"
-    return HTMLResponse(pages.problem(title, message, hint), status_code=code)
+    return HTMLResponse(pages.problem(title, message, hint), status_code=code, headers=HEADERS)

@@ -67,7 +67,12 @@ def router(site: Site) -> APIRouter:
     @r.get("/kpi")
     def kpi() -> HTMLResponse:
         from rollout.config import parse_duration
+        from rollout.kpi.dora import frequency_target
 
+        try:  # checked where the KPI commands check it (cli/common.py kpi_scope), not on load
+            frequency_target(site.runbook.kpi.targets.deployment_frequency)
+        except ValueError as exc:
+            raise BadInput(f"rollout.yml: kpi.targets.{exc}") from exc
         window = parse_duration(KPI_WINDOW)
         built = kpi_page.build(site.store.engine, site.runbook, site.production, window, utcnow())
         with _drawing:
