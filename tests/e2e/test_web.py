@@ -174,7 +174,9 @@ def test_the_api_serves_what_history_json_prints(dashboard: Dashboard) -> None:
 
 
 def test_an_unknown_deployment_is_a_404_saying_how_to_list_them(dashboard: Dashboard) -> None:
-    for path in ("/deployments/999", "/deployments/nine", "/deployments/999/events"):
+    huge = "9" * 40
+    for path in ("/deployments/999", "/deployments/nine", f"/deployments/{huge}",
+                 "/deployments/999/events"):  # fmt: skip
         page = dashboard.get(path)
         assert page.status_code == 404
         assert "text/html" in page.headers["content-type"]

@@ -114,7 +114,9 @@ def _env_state(site: Site, env: str) -> pages.EnvState:
 
 
 def _number(text: str) -> int:
-    if not text.isdigit():
+    # ASCII digits only, and no more than a database integer holds (a longer one overflows
+    # the driver instead of finding nothing).
+    if not (text.isascii() and text.isdigit()) or len(text) > 18:
         raise _unknown(text)
     return int(text)
 
