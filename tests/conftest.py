@@ -14,6 +14,7 @@ pytest_plugins = [
     "tests.fixtures.podman",
     "tests.fixtures.postgres",
     "tests.fixtures.prometheus",
+    "tests.fixtures.receiver",
     "tests.fixtures.sandbox",
     "tests.fixtures.sshd",
 ]

@@ -20,6 +20,7 @@ import pytest
 
 from rollout.sandbox.build import Release, build_artifacts, free_port
 from tests.fixtures.example_app import runtime_yaml
+from tests.fixtures.receiver import Receiver
 
 DAY = date.today().strftime("%Y.%m.%d")
 GOOD, BROKEN, SLOW = f"v{DAY}-a1b2c3d", f"v{DAY}-b2c3d4e", f"v{DAY}-c3d4e5f"
@@ -255,6 +256,31 @@ def test_an_unacknowledged_incident_escalates_along_the_path(site: object) -> No
     assert recorded(folder, "SELECT count(*) FROM audit WHERE action = 'incident.escalated'") == [
         (2,)
     ]
+
+
+def test_incidents_rollout_monitor_finds_are_told_and_shown_on_the_status_page(
+    site: object, receiver: Receiver
+) -> None:
+    folder, ports = site  # type: ignore[misc]
+    configure(folder, ports, failure_limit=1000)
+    with (folder / "rollout.yml").open("a") as f:
+        f.write(
+            "notify:\n"
+            f"  incidents: ['json://127.0.0.1:{receiver.port}/incidents']\n"
+            "  status_page: {dir: public/status, components: [web]}\n"
+        )
+    assert rollout(folder, "deploy", "production", SLOW, "--no-monitor").returncode == 0
+    told_by_deploy = len(receiver.posts)
+
+    watched = rollout(folder, "monitor", "production", "--for", "4s")
+
+    assert watched.returncode == 0, watched.stdout + watched.stderr  # level 1: recorded
+    (incident,) = json.loads(rollout(folder, "incidents", "--json").stdout)
+    titles = receiver.titles("/incidents")[told_by_deploy:]
+    assert f"united-cars production: incident #{incident['id']} level 1" in titles
+    page = json.loads((folder / "public/status/status.json").read_text())
+    assert page["status"] == "degraded"
+    assert page["incident"]["id"] == incident["id"] and page["incident"]["level"] == 1
 
 
 def test_an_slo_burn_rate_past_the_page_rule_is_a_symptom(site: object) -> None:

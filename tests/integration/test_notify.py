@@ -6,11 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -19,56 +15,11 @@ from rollout.engine.events import Note, PhaseFinished, RunFinished, RunStarted
 from rollout.model import Outcome, Phase, StepStatus
 from rollout.notify import Channel, Message, Notifier, NotifySink, StatusBoard, describe_url
 from rollout.redact import Redactor
+from tests.fixtures.receiver import Receiver
 from tests.fixtures.sandbox import TAGS, Sandbox, build_artifact, free_port, make_sandbox
 
 V1, V2, V3 = TAGS
 SECRET = "hunter2-n0t1fy-s3cret"
-
-
-@dataclass
-class Post:
-    path: str
-    authorization: str
-    title: str
-    message: str
-
-
-@dataclass
-class Receiver:
-    port: int
-    status: int = 200
-    posts: list[Post] = field(default_factory=list)
-
-    def titles(self, path: str | None = None) -> list[str]:
-        return [p.title for p in self.posts if path is None or p.path == path]
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    got = Receiver(port=0)
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            got.posts.append(
-                Post(
-                    self.path, self.headers.get("Authorization", ""), body["title"], body["message"]
-                )
-            )
-            self.send_response(got.status)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    got.port = server.server_address[1]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield got
-    server.shutdown()
-    server.server_close()
 
 
 def notified_sandbox(root: Path, port: int, *, paging_port: int | None = None) -> Sandbox:

@@ -364,8 +364,11 @@ async def watch_environment(
     runbook: Runbook, env: str, duration: timedelta, say: Callable[[str, str], None]
 ) -> WindowResult:
     """``rollout monitor``: the window without a deploy. It records and classifies; it does not
-    roll back (there is no deployment of its own to undo): a rollback decision is reported."""
+    roll back (there is no deployment of its own to undo): a rollback decision is reported.
+    The incidents it opens are told to people and shown on the status page, as in a deploy."""
+    from rollout.engine.events import Note
     from rollout.engine.targets import close_targets, open_targets
+    from rollout.notify import notify_sink
     from rollout.runtimes import make_runtime
     from rollout.store import open_store
 
@@ -375,11 +378,26 @@ async def watch_environment(
         states = [await runtime.state(t) for t in targets.values()]
         tag = next((s.link or s.current for s in states if s.link or s.current), None) or "-"
         with open_store(runbook.store_url, redactor=runbook.redactor) as store:
+            notify = notify_sink(runbook, store, env)
+
+            def tell(message: str, level: str) -> None:
+                say(message, level)
+                if notify is not None:  # it picks the incident lines out of the notes
+                    notify.emit(Note(message=message, level=level))
+
+            if notify is not None:
+                notify.report = lambda failure: say(str(failure), "warn")
             last = store.deployments(env=env, limit=1)
-            recorder = recorder_for(runbook, store, env, last[0].id if last else None, say)
-            async with httpx.AsyncClient() as http:
-                window = build_window(runbook, env, targets, runtime, tag, http, duration=duration)
-                recorder.attach(window)
-                return await window.run()
+            recorder = recorder_for(runbook, store, env, last[0].id if last else None, tell)
+            try:
+                async with httpx.AsyncClient() as http:
+                    window = build_window(
+                        runbook, env, targets, runtime, tag, http, duration=duration
+                    )
+                    recorder.attach(window)
+                    return await window.run()
+            finally:
+                if notify is not None:  # every message queued, before the store closes
+                    await notify.flush()
     finally:
         await close_targets(targets)
