@@ -160,6 +160,9 @@ def test_deployments_filter_and_come_newest_first(store: Store) -> None:
         other_app,
         staging,
     ]
+    store.finish_deployment(old, status=Outcome.SUCCEEDED)
+    store.finish_deployment(new, status=Outcome.FAILED)
+    assert [d.id for d in store.deployments(env="production", status=Outcome.SUCCEEDED)] == [old]
 
 
 def test_a_deployments_changes_are_recorded_once_each_in_order(store: Store) -> None:

@@ -180,6 +180,7 @@ class Store:
         app: str | None = None,
         kind: Kind | None = None,
         since: datetime | None = None,
+        status: Outcome | None = None,
         limit: int | None = None,
     ) -> list[DeploymentRecord]:
         """Deployments matching every filter given, newest first."""
@@ -193,6 +194,8 @@ class Store:
             query = query.where(table.c.kind == Kind(kind).value)
         if since is not None:
             query = query.where(table.c.started_at >= since)
+        if status is not None:
+            query = query.where(table.c.status == Outcome(status).value)
         with self._reading() as conn:
             return [_deployment(row) for row in conn.execute(query)]
 

@@ -102,9 +102,9 @@ def router(site: Site) -> APIRouter:
 
 def _env_state(site: Site, env: str) -> pages.EnvState:
     store = site.store
-    # Newest first: the latest deploy or rollback that succeeded is what the hosts run.
-    done = store.deployments(env=env)
-    runs = next((d for d in done if d.status is Outcome.SUCCEEDED), None)
+    # The latest deploy or rollback that succeeded is what the hosts run.
+    done = store.deployments(env=env, status=Outcome.SUCCEEDED, limit=1)
+    runs = done[0] if done else None
     return pages.EnvState(
         name=env,
         runs=runs,
