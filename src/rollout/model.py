@@ -21,6 +21,10 @@ _SAFE_TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
 # The metric of the monitoring window's timed `SELECT 1` (monitor.sources.DatabaseSource), which
 # the database query time KPI (kpi.queries) is computed from.
 DB_QUERY_METRIC = "db_query_seconds"
+# Audit actions of a database rollback (subject "deployment:ID"), naming the backup restored:
+# the record of which backup a rollback put back, and of its undoing.
+DB_RESTORED = "database.restored"
+DB_RESTORE_UNDONE = "database.restore_undone"
 
 
 def utcnow() -> datetime:

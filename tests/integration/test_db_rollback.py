@@ -8,6 +8,7 @@ database as it was before the restore is kept aside with a verified safety backu
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 from datetime import date
@@ -72,6 +73,17 @@ def rollout(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
         timeout=300,
         env={"COLUMNS": "200", "PATH": "/usr/bin:/bin", "NO_COLOR": "1"},
     )
+
+
+def restores(folder: Path, deployment_id: int) -> list[tuple[str, int]]:
+    """The audit trail's database restores of a deployment: (action, backup id) in order."""
+    with sqlite3.connect(folder / ".rollout" / "rollout.db") as db:
+        rows = db.execute(
+            "SELECT action, details FROM audit WHERE subject = ? AND action LIKE 'database.%'"
+            " ORDER BY id",
+            (f"deployment:{deployment_id}",),
+        ).fetchall()
+    return [(action, json.loads(details)["backup_id"]) for action, details in rows]
 
 
 def makes(url: str) -> list[str]:
@@ -141,6 +153,15 @@ def test_rollback_with_the_database_restores_the_pre_deploy_data_and_keeps_the_r
         and safety[0]["verified_level"] >= 2
         and safety[0]["folder"] in rolled.stdout.replace("\n", "")
     )
+    # On record: which backup the rollback restored (v2's pre-deploy one), not only its text.
+    rollback = json.loads(rollout(folder, "history", "--json").stdout)[0]
+    pre_v2 = next(b for b in backups if b["kind"] == "pre-deploy")  # newest first: v2's
+    assert restores(folder, rollback["id"]) == [("database.restored", pre_v2["id"])]
+    report = folder / "report.md"
+    made = rollout(folder, "report", str(rollback["id"]), "--out", str(folder / "report.html"),
+                   "--markdown", str(report))  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    assert "restored" in report.read_text() and pre_v2["folder"] in report.read_text()
 
 
 def test_a_backup_of_another_database_is_refused_before_anything_stops(
@@ -186,5 +207,10 @@ def test_when_the_release_fails_to_start_on_the_restored_database_the_swap_is_un
         assert httpx.get(f"http://127.0.0.1:{port}/api/version").json()["version"] == V2
     said = " ".join(rolled.stdout.split())
     assert "is the database it was before the restore again" in said
+    rollback = json.loads(rollout(folder, "history", "--json").stdout)[0]
+    assert [action for action, _ in restores(folder, rollback["id"])] == [
+        "database.restored",
+        "database.restore_undone",
+    ]
     # each host was put back once: one app per host runs, the one its pidfile names
     assert said.count("restore prod-1") == 1 and said.count("restore prod-2") == 1

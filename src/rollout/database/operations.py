@@ -19,7 +19,7 @@ from rollout.database.backup import BackupTaken, take_backup
 from rollout.database.base import Database, Staged, open_database
 from rollout.database.verify import Verification, verify_backup
 from rollout.errors import BadInput
-from rollout.model import CheckResult, CheckStatus
+from rollout.model import DB_RESTORE_UNDONE, DB_RESTORED, CheckResult, CheckStatus
 from rollout.store import Store
 from rollout.store.records import BackupRecord
 
@@ -245,10 +245,12 @@ def check_restorable(runbook: Runbook, store: Store, env: str, folder: Path) -> 
 
 
 def restore_action(
-    runbook: Runbook, store: Store, env: str, folder: Path, runner: Runner
+    runbook: Runbook, store: Store, env: str, folder: Path, runner: Runner, actor: str
 ) -> Callable[[], Awaitable[str]]:
     """The rollback's db-restore step: safety backup, stage, swap; the swap is undone when a
-    later step fails (the runner runs ``runner.undo`` before it puts the hosts back)."""
+    later step fails (the runner runs ``runner.undo`` before it puts the hosts back). The swap
+    and its undoing are audit entries naming the backup, so the record says which backup a
+    rollback restored, not only the step's text."""
     from rollout.database import restore
     from rollout.database.manifest import read_manifest
     from rollout.engine.events import Note
@@ -276,11 +278,30 @@ def restore_action(
             await asyncio.to_thread(database.discard, staged)
             raise
 
+        subject = f"deployment:{runner.deployment_id}"
+        restored = store.backup_by_folder(str(folder))
+        details = {
+            "env": env,
+            "backup": str(folder),
+            "backup_id": None if restored is None else restored.id,
+            "safety_backup": str(safety),
+        }
+
         async def swap_back() -> str:
             await asyncio.to_thread(database.swap_back, staged)
+            await asyncio.to_thread(
+                store.append_audit,
+                actor=actor,
+                action=DB_RESTORE_UNDONE,
+                subject=subject,
+                details=details,
+            )
             return f"{staged.live} is the database it was before the restore again"
 
-        runner.undo.append(swap_back)
+        runner.undo.append(swap_back)  # first: a failure to record must not keep the swap
+        await asyncio.to_thread(
+            store.append_audit, actor=actor, action=DB_RESTORED, subject=subject, details=details
+        )
         kept = restore.Swapped(staged).kept_aside(safety)
         runner.events.emit(Note(message=kept))
         return kept

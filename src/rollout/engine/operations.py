@@ -438,7 +438,7 @@ def _store_work(
         runner.store_actions["db-backup"] = take_backup
     if plan.database_backup is not None:
         runner.store_actions["db-restore"] = db.restore_action(
-            runbook, store, plan.env, Path(plan.database_backup), runner
+            runbook, store, plan.env, Path(plan.database_backup), runner, options.actor
         )
     if database.migrations is not None and plan.kind is Kind.DEPLOY:
         from rollout.database.steps import migration_actions

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from rollout.errors import BadInput, StoreError
-from rollout.model import Phase, StepStatus
+from rollout.model import DB_RESTORED, Phase, StepStatus
 from rollout.store import Store
 from rollout.store.records import (
     ApprovalRecord,
@@ -111,10 +111,15 @@ def stages(steps: tuple[StepRecord, ...]) -> tuple[Stage, ...]:
 def _restored(
     store: Store, d: DeploymentRecord, steps: tuple[StepRecord, ...]
 ) -> BackupRecord | None:
+    candidates = store.backups(env=d.env, include_pruned=True)
+    recorded = store.audit_entries(subject=f"deployment:{d.id}", action=DB_RESTORED)
+    if recorded:  # the restore's own audit entry names the backup
+        backup_id = recorded[-1].details.get("backup_id")
+        return next((b for b in candidates if b.id == backup_id), None)
+    # Records from before the audit entry: the backup the step's output names.
     said = " ".join(s.output for s in steps if s.name == "db-restore")
     if not said:
         return None
-    candidates = store.backups(env=d.env, include_pruned=True)
     return next(
         (b for b in candidates if b.id not in _own(d, candidates) and _named(b, said)), None
     )

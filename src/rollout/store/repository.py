@@ -459,6 +459,19 @@ class Store:
             conn.execute(insert(schema.audit).values(row))
         return entry
 
+    def audit_entries(
+        self, *, subject: str | None = None, action: str | None = None
+    ) -> list[AuditEntry]:
+        """Entries about ``subject`` and of ``action`` (each filter when given), oldest first."""
+        t = schema.audit
+        query = select(t).order_by(t.c.id)
+        if subject is not None:
+            query = query.where(t.c.subject == subject)
+        if action is not None:
+            query = query.where(t.c.action == action)
+        with self._reading() as conn:
+            return [_audit_entry(row) for row in conn.execute(query)]
+
     def verify_audit(self) -> AuditReport:
         """Walk the whole trail and name every row that was edited, removed or re-linked.
 
