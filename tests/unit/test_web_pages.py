@@ -193,3 +193,20 @@ def test_a_kpi_target_the_kpi_commands_refuse_is_a_400_page_saying_so(
         answer = http.get("/kpi")
     assert answer.status_code == 400
     assert "rollout.yml: kpi.targets.deployment_frequency &#x27;sometimes&#x27;" in answer.text
+
+
+def test_a_request_naming_another_host_is_refused(client: httpx.Client) -> None:
+    """DNS rebinding: a page on another site that points its name at 127.0.0.1 sends that name
+    in Host; a loopback dashboard answers only to its own names."""
+    port = client.base_url.port
+    assert client.get("/api/deployments").status_code == 200
+    assert client.get("/", headers={"Host": f"localhost:{port}"}).status_code == 200
+    refused = client.get("/api/deployments", headers={"Host": f"attacker.example:{port}"})
+    assert refused.status_code == 400 and "unknown Host header" in refused.text
+    assert refused.headers["Content-Security-Policy"].startswith("default-src 'none'")
+
+
+def test_a_bad_query_is_a_400_in_the_dashboard_s_own_error_shape(client: httpx.Client) -> None:
+    bad = client.get("/api/deployments", params={"limit": "many"})
+    assert bad.status_code == 400
+    assert "limit" in bad.json()["error"] and bad.json()["hint"]

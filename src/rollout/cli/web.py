@@ -30,6 +30,7 @@ def web_command(
     """
     from rollout.errors import BadInput
     from rollout.web import bind, create_app, serve
+    from rollout.web.app import LOOPBACK_NAMES
     from rollout.web.serve import is_loopback
 
     if not public and not is_loopback(host):
@@ -40,11 +41,12 @@ def web_command(
     if not 0 <= port <= 65535:
         raise BadInput(f"--port {port}: not a port number (0-65535)")
     runbook = load(config)
-    app = create_app(runbook)
+    # Loopback: only requests naming this server (DNS rebinding, web/app.py KnownHost).
+    app = create_app(runbook, hosts=None if public else (*LOOPBACK_NAMES, host))
     sock = bind(host, port)
     where = f"[{host}]" if ":" in host else host
     console().print(
-        f"dashboard of {runbook.app} at http://{where}:{port}/ (Ctrl-C stops it)",
+        f"dashboard of {runbook.app} at http://{where}:{sock.getsockname()[1]}/ (Ctrl-C stops it)",
         highlight=False,
         markup=False,
     )

@@ -3,14 +3,15 @@ place errors become HTTP answers (an HTML page, or JSON under /api/)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
-from starlette.datastructures import MutableHeaders
+from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -35,9 +36,18 @@ HEADERS = {
 }
 
 
-def create_app(runbook: Runbook, *, poll: float = 0.5) -> FastAPI:
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
+
+
+def create_app(
+    runbook: Runbook,
+    *,
+    poll: float = 0.5,
+    hosts: Collection[str] | None = LOOPBACK_NAMES,
+) -> FastAPI:
     """The dashboard of ``runbook``'s store; the store is opened on the first request and
-    closed when the server shuts down. ``poll``: seconds between reads of a running deploy."""
+    closed when the server shuts down. ``poll``: seconds between reads of a running deploy.
+    ``hosts``: the names a request's Host header may give (None: any, for ``--public``)."""
     site = Site(runbook, poll)
 
     @asynccontextmanager
@@ -54,9 +64,12 @@ def create_app(runbook: Runbook, *, poll: float = 0.5) -> FastAPI:
         openapi_url=None,
         lifespan=lifespan,
     )
-    app.add_middleware(SecurityHeaders)
+    if hosts is not None:
+        app.add_middleware(KnownHost, names=frozenset(hosts))
+    app.add_middleware(SecurityHeaders)  # added last, so outermost: the refusal gets them too
     app.add_exception_handler(RolloutError, _rollout_error(site))
     app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _bad_query)
     app.add_exception_handler(Exception, _crash)
     app.include_router(routes.router(site))
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
@@ -85,6 +98,33 @@ class SecurityHeaders:
         await self.app(scope, receive, sending)
 
 
+class KnownHost:
+    """Answers only requests whose Host header names this server. A page on another site can
+    point its own name at 127.0.0.1 (DNS rebinding) and then read this loopback dashboard as
+    its own origin; its requests still carry its name in Host, so they are refused here."""
+
+    def __init__(self, app: ASGIApp, names: frozenset[str]) -> None:
+        self.app = app
+        self.names = names
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and _host_name(scope) not in self.names:
+            refused = PlainTextResponse(
+                "unknown Host header: open the dashboard by its address\n", 400
+            )
+            await refused(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+def _host_name(scope: Scope) -> str:
+    """The Host header's name, without the port; an IPv6 address without its brackets."""
+    host = Headers(scope=scope).get("host", "")
+    if host.startswith("["):
+        return host[1 : host.find("]")] if "]" in host else ""
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
 def _rollout_error(site: Site) -> Callable[[Request, Exception], Awaitable[Response]]:
     async def handle(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RolloutError)
@@ -110,6 +150,15 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     message = f"no page at {request.url.path}" if exc.status_code == 404 else str(exc.detail)
     return _answer(request, exc.status_code, message, "the overview is at /")
+
+
+async def _bad_query(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    where = ", ".join(
+        f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', 'invalid')}"
+        for e in exc.errors()
+    )
+    return _answer(request, 400, f"bad request: {where}", "see README.md for the routes")
 
 
 async def _crash(request: Request, exc: Exception) -> Response:
