@@ -18,7 +18,7 @@ import pytest
 
 from rollout.config import HostConfig, SshSettings
 from rollout.errors import CommandFailed
-from rollout.hosts.mux import MuxHost
+from rollout.hosts.mux import MuxHost, disconnect
 from tests.fixtures.sshd import TEST_USER, Fleet, SshdHost
 
 RUNBOOK = """\
@@ -230,6 +230,39 @@ def test_a_run_keeps_its_connection_between_commands_longer_apart_than_persist(
     while holder_pid(control) is not None and time.monotonic() < deadline:
         time.sleep(0.1)
     assert holder_pid(control) is None and not (control / "holder.sock").exists()
+
+
+def test_a_run_goes_on_when_its_holder_is_stopped_between_commands(
+    fleet: Fleet, control: Path
+) -> None:
+    """`rollout hosts disconnect` while a run holds a session: its next command starts a new
+    holder, which logs in afresh, instead of failing on the ended session."""
+    server = fleet.add("web-1", "127.0.0.2")
+    host = held_host(fleet, server, control, persist="30s")
+
+    async def scenario() -> list[str]:
+        try:
+            first = (await host.run(["echo", "one"])).stdout
+            pid = holder_pid(control)
+            assert pid is not None and await disconnect(control)
+            deadline = time.monotonic() + 10
+            while not ended(pid) and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            assert ended(pid)
+            return [first, (await host.run(["echo", "two"])).stdout]
+        finally:
+            await host.close()
+
+    assert asyncio.run(scenario()) == ["one\n", "two\n"]
+    assert logins(server) == 2
+
+
+def ended(pid: int) -> bool:
+    """Exited, as a child of this process (a zombie until reaped) or any other."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
 
 
 def test_answers_never_cross_between_requests_on_reused_sessions(

@@ -26,8 +26,10 @@ session lasts), which spares both processes a socket and the destination's looku
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+import socket
 import stat
 import subprocess
 import sys
@@ -134,6 +136,7 @@ class MuxHost:
         # Open sessions with the holder between requests, and the event loop they belong to.
         self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._closings = 0  # close() calls: a session taken before one is not given back
 
     @property
     def name(self) -> str:
@@ -178,6 +181,7 @@ class MuxHost:
 
     async def close(self) -> None:
         """End this run's sessions; the holder keeps the SSH connection for ``ssh.persist``."""
+        self._closings += 1
         for _reader, writer in self._sessions():
             writer.close()
         self._idle = []
@@ -190,6 +194,11 @@ class MuxHost:
     def _sessions(self) -> list[tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
         """The idle sessions, when they belong to the running loop (a new loop cannot use them)."""
         if self._loop is not asyncio.get_running_loop():
+            for _reader, writer in self._idle:
+                # Their loop is gone, so their transports cannot be closed; shutting the socket
+                # down still ends the session, and the holder may close the connection again.
+                with contextlib.suppress(OSError):
+                    writer.get_extra_info("socket").shutdown(socket.SHUT_RDWR)
             self._idle, self._loop = [], asyncio.get_running_loop()
         return self._idle
 
@@ -205,8 +214,14 @@ class MuxHost:
         reader, writer = await self.open_socket()
         return reader, writer, {**request, **self._where}
 
-    def give_back(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._sessions().append((reader, writer))
+    def give_back(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, closings: int
+    ) -> None:
+        """Keep a session for the next request, unless the host was closed since it was taken."""
+        if closings != self._closings:
+            writer.close()
+        else:
+            self._sessions().append((reader, writer))
 
     async def open_socket(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         if not self._checked:  # the folder's ownership and mode, once per host and run
@@ -238,13 +253,28 @@ class _Exchange:
         self.request = request
         self.session: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
         self.answered = False
+        self.closings = 0
 
     async def __aenter__(self) -> AsyncIterator[dict[str, Any]]:
-        reader, writer, request = await self.host.take_session(self.request)
-        self.session = (reader, writer)
-        writer.write(json.dumps(request).encode() + b"\n")
-        await writer.drain()
-        return self._answers(reader)
+        self.closings = self.host._closings
+        for attempt in (1, 2):
+            reader, writer, request = await self.host.take_session(self.request)
+            self.session = (reader, writer)
+            try:
+                writer.write(json.dumps(request).encode() + b"\n")
+                await writer.drain()
+            except OSError as exc:
+                writer.close()
+                self.session = None
+                # A kept session the holder has since ended (it stopped, or was stopped): the
+                # request never left, so it is sent once more on a new one.
+                if attempt == 2 or "host" in request:
+                    raise HostError(
+                        self.host.name, f"the connection holder went away: {exc}"
+                    ) from exc
+                continue
+            return self._answers(reader)
+        raise AssertionError("unreachable")
 
     async def _answers(self, reader: asyncio.StreamReader) -> AsyncIterator[dict[str, Any]]:
         while True:
@@ -262,7 +292,7 @@ class _Exchange:
         if self.session is None:
             return
         if self.answered:
-            self.host.give_back(*self.session)
+            self.host.give_back(*self.session, self.closings)
         else:
             self.session[1].close()
 
