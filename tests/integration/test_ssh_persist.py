@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import shutil
@@ -255,6 +256,34 @@ def test_a_run_goes_on_when_its_holder_is_stopped_between_commands(
 
     assert asyncio.run(scenario()) == ["one\n", "two\n"]
     assert logins(server) == 2
+
+
+def test_a_quiet_stream_left_by_its_caller_frees_the_connection(
+    fleet: Fleet, control: Path
+) -> None:
+    """Ctrl-C on `logs --follow` of a quiet log: the holder sees the caller's socket close,
+    ends the stream, and the connection is reaped after persist like any other."""
+    server = fleet.add("web-1", "127.0.0.2")
+    host = held_host(fleet, server, control, persist="1s")
+
+    async def scenario() -> None:
+        async def follow() -> None:
+            async for _ in host.stream(["sleep", "120"]):  # says nothing for two minutes
+                pass
+
+        following = asyncio.create_task(follow())
+        await asyncio.sleep(1.5)  # the holder is up and the remote command runs
+        following.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await following
+        await host.close()
+
+    asyncio.run(scenario())
+    assert logins(server) == 1
+    deadline = time.monotonic() + 20
+    while holder_pid(control) is not None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert holder_pid(control) is None  # nothing kept it busy: it closed the connection and left
 
 
 def ended(pid: int) -> bool:

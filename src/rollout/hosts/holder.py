@@ -30,6 +30,7 @@ from rollout.hosts.mux import PIDFILE, control_dir, destination, error_data, pri
 from rollout.hosts.ssh import SshHost, known_hosts_path
 
 REAP_EVERY = 0.5  # seconds between looks for idle connections
+STREAM_CLOSE_WAIT = 1.0  # seconds a left stream's channel gets to close before the session ends
 
 
 @dataclass
@@ -119,7 +120,9 @@ class Holder:
         try:
             while True:
                 try:
-                    await self.answer(held.host, request, writer)
+                    await self.answer(held.host, request, reader, writer)
+                except CallerGone:
+                    return
                 except Exception as exc:  # every failure goes back to the caller, typed
                     if not isinstance(exc, (OSError, ConnectionError)) or writer.is_closing():
                         traceback.print_exc(file=sys.stderr)
@@ -137,7 +140,11 @@ class Holder:
             held.last_used = loop.time()
 
     async def answer(
-        self, host: SshHost, request: dict[str, Any], writer: asyncio.StreamWriter
+        self,
+        host: SshHost,
+        request: dict[str, Any],
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
     ) -> None:
         op = request["op"]
         if op == "run":
@@ -147,9 +154,7 @@ class Holder:
             result = {"exit_status": done.exit_status, "stdout": done.stdout, "stderr": done.stderr}
             await _send(writer, {"ok": result})
         elif op == "stream":
-            async for text in host.stream(request["argv"]):
-                await _send(writer, {"line": text})  # a caller gone (Ctrl-C) ends the stream here
-            await _send(writer, {"end": True})
+            await _stream(host, request["argv"], reader, writer)
         elif op == "put":
             await host.put(Path(request["local"]), request["remote"])
             await _send(writer, {"ok": None})
@@ -223,6 +228,42 @@ class Holder:
     async def close_all(self) -> None:
         held, self.held = list(self.held.values()), {}
         await asyncio.gather(*(h.host.close() for h in held), return_exceptions=True)
+
+
+async def _stream(
+    host: SshHost, argv: list[str], reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> None:
+    """Send a stream's lines until it ends or the caller goes away (Ctrl-C on `logs --follow`).
+
+    A caller that leaves is noticed by its socket closing, not only by the next line failing
+    to send: a quiet stream would otherwise keep its remote command, and the connection busy,
+    for as long as the command runs. The caller sends nothing while a stream runs.
+    """
+
+    async def pump() -> None:
+        async for text in host.stream(argv):
+            await _send(writer, {"line": text})
+        await _send(writer, {"end": True})
+
+    pumping = asyncio.ensure_future(pump())
+    gone = asyncio.ensure_future(reader.read(1))
+    try:
+        await asyncio.wait({pumping, gone}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (pumping, gone):
+            task.cancel()
+        # A stream's channel closes when the server says so, which for a command without a
+        # terminal is when the command ends: a quiet one may not for long. So wait a little,
+        # not for it; the channel goes at the latest with the connection, when it is reaped.
+        await asyncio.wait({pumping, gone}, timeout=STREAM_CLOSE_WAIT)
+    if pumping.done() and not pumping.cancelled():
+        pumping.result()  # its failure, if any, goes back to the caller
+        return
+    raise CallerGone
+
+
+class CallerGone(Exception):
+    """The caller closed its session while a request ran: nobody to answer."""
 
 
 async def _send(writer: asyncio.StreamWriter, answer: dict[str, Any]) -> None:
