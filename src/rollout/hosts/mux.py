@@ -136,7 +136,7 @@ class MuxHost:
         # Open sessions with the holder between requests, and the event loop they belong to.
         self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._closings = 0  # close() calls: a session taken before one is not given back
+        self.closings = 0  # close() calls: a session taken before one is not given back
 
     @property
     def name(self) -> str:
@@ -181,7 +181,7 @@ class MuxHost:
 
     async def close(self) -> None:
         """End this run's sessions; the holder keeps the SSH connection for ``ssh.persist``."""
-        self._closings += 1
+        self.closings += 1
         for _reader, writer in self._sessions():
             writer.close()
         self._idle = []
@@ -202,23 +202,24 @@ class MuxHost:
             self._idle, self._loop = [], asyncio.get_running_loop()
         return self._idle
 
-    async def take_session(
-        self, request: dict[str, Any]
-    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, dict[str, Any]]:
-        """An open session and the request to send on it: a new session's names the host."""
+    def kept_session(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
+        """An idle session the holder has not ended, or None."""
         idle = self._sessions()
         while idle:
             reader, writer = idle.pop()
             if not writer.is_closing() and not reader.at_eof():
-                return reader, writer, request
-        reader, writer = await self.open_socket()
-        return reader, writer, {**request, **self._where}
+                return reader, writer
+        return None
+
+    def first_request(self, request: dict[str, Any]) -> dict[str, Any]:
+        """``request`` as a new session's first: it names the destination."""
+        return {**request, **self._where}
 
     def give_back(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, closings: int
     ) -> None:
         """Keep a session for the next request, unless the host was closed since it was taken."""
-        if closings != self._closings:
+        if closings != self.closings:
             writer.close()
         else:
             self._sessions().append((reader, writer))
@@ -244,8 +245,9 @@ class MuxHost:
 class _Exchange:
     """One request on a session; the answers as an async iterator.
 
-    A session whose request was answered in full (``ok``, ``end`` or ``error``) goes back to the host's idle sessions; one left mid-answer (the caller stopped reading, or
-    was cancelled) is closed, since unread answers would be taken for the next request's.
+    A session whose request was answered in full (``ok``, ``end`` or ``error``) goes back to
+    the host's idle sessions; one left mid-answer (the caller stopped reading, or was
+    cancelled) is closed, since unread answers would be taken for the next request's.
     """
 
     def __init__(self, host: MuxHost, request: dict[str, Any]) -> None:
@@ -256,25 +258,16 @@ class _Exchange:
         self.closings = 0
 
     async def __aenter__(self) -> AsyncIterator[dict[str, Any]]:
-        self.closings = self.host._closings
-        for attempt in (1, 2):
-            reader, writer, request = await self.host.take_session(self.request)
-            self.session = (reader, writer)
-            try:
-                writer.write(json.dumps(request).encode() + b"\n")
-                await writer.drain()
-            except OSError as exc:
-                writer.close()
-                self.session = None
-                # A kept session the holder has since ended (it stopped, or was stopped): the
-                # request never left, so it is sent once more on a new one.
-                if attempt == 2 or "host" in request:
-                    raise HostError(
-                        self.host.name, f"the connection holder went away: {exc}"
-                    ) from exc
-                continue
-            return self._answers(reader)
-        raise AssertionError("unreachable")
+        self.closings = self.host.closings
+        kept = self.host.kept_session()
+        if kept is not None and await _sent(kept[1], self.request):
+            self.session = kept
+        else:  # none kept, or the holder ended it meanwhile: the request never left
+            session = await self.host.open_socket()
+            if not await _sent(session[1], self.host.first_request(self.request)):
+                raise HostError(self.host.name, "the connection holder went away")
+            self.session = session
+        return self._answers(self.session[0])
 
     async def _answers(self, reader: asyncio.StreamReader) -> AsyncIterator[dict[str, Any]]:
         while True:
@@ -295,6 +288,17 @@ class _Exchange:
             self.host.give_back(*self.session, self.closings)
         else:
             self.session[1].close()
+
+
+async def _sent(writer: asyncio.StreamWriter, request: dict[str, Any]) -> bool:
+    """Send one request line; False (the session closed) when the holder has ended it."""
+    try:
+        writer.write(json.dumps(request).encode() + b"\n")
+        await writer.drain()
+    except OSError:
+        writer.close()
+        return False
+    return True
 
 
 async def start_holder(directory: Path) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
