@@ -25,6 +25,7 @@ def test_the_demo_ships_v1_and_v2_and_stops_a_bad_v3(tmp_path: Path, page: Page)
     demo = rollout("demo", "--dir", str(tmp_path), timeout=400)
     assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr
     assert "rolled back" in demo.stdout and "try next:" in demo.stdout
+    assert " web --config " in " ".join(demo.stdout.split())  # the dashboard is suggested
 
     staging = json.loads(
         rollout("history", "--env", "staging", "--json", "--config", str(tmp_path)).stdout

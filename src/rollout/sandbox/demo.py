@@ -174,6 +174,7 @@ def _summary(
         f"{rollout} kpi --config {config}",
         f"{rollout} report --kpi --out {root / 'kpi.html'} --config {config}",
         f"{rollout} followups production --config {config}",
+        f"{rollout} web --config {config}   (the dashboard, at http://127.0.0.1:8000/)",
     ):
         console.print(f"  {command}", highlight=False, markup=False)
     if not keep_running:
